@@ -1,0 +1,138 @@
+package tenant
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Registry is the immutable set of configured apps. It is safe for
+// concurrent use.
+type Registry struct {
+	apps map[string]*App
+	ids  []string
+}
+
+// NewRegistry validates apps, fills their defaults and indexes them by id.
+func NewRegistry(apps []App) (*Registry, error) {
+	r := &Registry{apps: make(map[string]*App, len(apps))}
+	for i := range apps {
+		a := apps[i]
+		a.setDefaults()
+		if err := a.validate(); err != nil {
+			return nil, err
+		}
+		if _, dup := r.apps[a.ID]; dup {
+			return nil, fmt.Errorf("app %q configured twice", a.ID)
+		}
+		r.apps[a.ID] = &a
+		r.ids = append(r.ids, a.ID)
+	}
+	return r, nil
+}
+
+// App returns the app with id.
+func (r *Registry) App(id string) (*App, error) {
+	a, ok := r.apps[id]
+	if !ok {
+		return nil, fmt.Errorf("app %q: %w", id, ErrUnknownApp)
+	}
+	return a, nil
+}
+
+// IDs lists the app ids in configuration order.
+func (r *Registry) IDs() []string { return append([]string(nil), r.ids...) }
+
+// Authenticate checks a service's API key for app id.
+func (r *Registry) Authenticate(id, key string) (*App, error) {
+	a, err := r.App(id)
+	if err != nil {
+		return nil, err
+	}
+	return a, a.CheckAPIKey(key)
+}
+
+// OriginAllowed reports whether any app allows origin.
+func (r *Registry) OriginAllowed(origin string) bool {
+	for _, a := range r.apps {
+		if a.AllowsOrigin(origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// Session is a freshly minted browser session.
+type Session struct {
+	App       string
+	Channel   string
+	Token     string
+	ExpiresAt time.Time
+}
+
+// Claims is what a valid session token proves.
+type Claims struct {
+	App       string
+	Channel   string
+	ExpiresAt time.Time
+}
+
+// tokenClaims is the JWT body: "sub" is the channel, "aud" the app.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+}
+
+// Mint creates a new channel for app and signs a token for it.
+func (r *Registry) Mint(appID string, now time.Time) (Session, error) {
+	a, err := r.App(appID)
+	if err != nil {
+		return Session{}, err
+	}
+	ch, err := NewChannelID()
+	if err != nil {
+		return Session{}, err
+	}
+	exp := now.Add(a.SessionTTL).Truncate(time.Second)
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, tokenClaims{jwt.RegisteredClaims{
+		Subject:   ch,
+		Audience:  jwt.ClaimStrings{a.ID},
+		Issuer:    "herald",
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(exp),
+	}})
+	s, err := tok.SignedString([]byte(a.Secret))
+	if err != nil {
+		return Session{}, fmt.Errorf("sign token for app %q: %w", a.ID, err)
+	}
+	return Session{App: a.ID, Channel: ch, Token: s, ExpiresAt: exp}, nil
+}
+
+// Verify checks a token that claims to belong to appID and returns its
+// claims. The app is given by the caller (MQTT username, HTTP request) and the
+// token must be signed with that app's secret and name it as audience.
+func (r *Registry) Verify(appID, token string, now time.Time) (Claims, error) {
+	a, err := r.App(appID)
+	if err != nil {
+		return Claims{}, err
+	}
+	var tc tokenClaims
+	_, err = jwt.ParseWithClaims(token, &tc, func(*jwt.Token) (any, error) { return []byte(a.Secret), nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithAudience(a.ID),
+		jwt.WithIssuer("herald"),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+	switch {
+	case err == nil:
+	case errorsIsExpired(err):
+		return Claims{}, fmt.Errorf("app %q: %w", a.ID, ErrExpired)
+	default:
+		return Claims{}, fmt.Errorf("app %q: %w: %w", a.ID, ErrBadToken, err)
+	}
+	if !ValidChannelID(tc.Subject) {
+		return Claims{}, fmt.Errorf("app %q: token subject is not a channel id: %w", a.ID, ErrBadToken)
+	}
+	return Claims{App: a.ID, Channel: tc.Subject, ExpiresAt: tc.ExpiresAt.Time}, nil
+}

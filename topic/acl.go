@@ -1,0 +1,58 @@
+package topic
+
+import "strings"
+
+// within reports whether every topic that filter can match lies inside the
+// subtree rooted at the literal levels of root (e.g. ["apps","demo"]).
+// Wildcards are allowed only below the root: a '+' or '#' at a root level could
+// reach a sibling subtree, so it is refused. The check is purely level by
+// level; no general filter-vs-filter matcher is involved.
+func within(filter string, root []string) bool {
+	if ValidFilter(filter) != nil {
+		return false
+	}
+	lv := strings.Split(filter, "/")
+	if len(lv) < len(root) {
+		return false
+	}
+	for i, want := range root {
+		if lv[i] != want {
+			return false
+		}
+	}
+	return true
+}
+
+// BrowserMaySubscribe reports whether a browser holding a token for
+// (app, channel) may subscribe to filter: only inside
+// apps/{app}/channels/{channel}/, with wildcards allowed below that level.
+// "$share/…", "$SYS/…", "#", "+" at any fixed level, other channels and other
+// apps are all refused.
+func BrowserMaySubscribe(filter, app, channel string) bool {
+	if !ValidSegment(app) || !ValidSegment(channel) {
+		return false
+	}
+	lv := strings.Split(filter, "/")
+	// The channel itself must be followed by at least one level ("…/#" or
+	// "…/events"); "apps/a/channels/c" alone carries nothing.
+	return len(lv) > 4 && within(filter, []string{"apps", app, "channels", channel})
+}
+
+// ServiceMaySubscribe reports whether a service of app may subscribe to filter:
+// anything under apps/{app}/.
+func ServiceMaySubscribe(filter, app string) bool {
+	if !ValidSegment(app) {
+		return false
+	}
+	return len(strings.Split(filter, "/")) > 2 && within(filter, []string{"apps", app})
+}
+
+// ServiceMayPublish reports whether a service of app may publish to name: a
+// valid topic name under apps/{app}/.
+func ServiceMayPublish(name, app string) bool {
+	if !ValidSegment(app) || ValidName(name) != nil {
+		return false
+	}
+	lv := strings.Split(name, "/")
+	return len(lv) > 2 && lv[0] == "apps" && lv[1] == app
+}
