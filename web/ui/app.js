@@ -62,7 +62,7 @@ function showSession(session) {
 }
 
 function curlExample(session) {
-  const body = JSON.stringify({ v: 1, type: 'x.hello', id: 'evt_hello_1', channel: session.channel, seq: 1, message: 'hi' });
+  const body = JSON.stringify({ v: 1, type: 'x.hello', id: 'evt_hello_1', channel: session.channel, seq: 1, data: { message: 'hi' } });
   return `curl -X POST ${window.location.origin}/v1/events \\\n  -H "Authorization: Bearer $HERALD_DEMO_API_KEY" \\\n  -d '${body}'`;
 }
 
@@ -84,7 +84,15 @@ function onMessage(topic, payload, packet) {
   }
 }
 
-const connection = new Connection({ mqtt, app, onState: setStatus, onMessage, onSession: showSession });
+const connection = new Connection({
+  mqtt,
+  app,
+  onState: setStatus,
+  onMessage,
+  onSession: showSession,
+  // Built beside this bundle (see the build script in package.json).
+  timerWorkerURL: new URL('./timer-worker.js', import.meta.url),
+});
 herald.connection = connection;
 connection.start();
 

@@ -5,6 +5,7 @@
 
 import { backoffDelay } from './backoff.js';
 import { brokerURL, forgetSession, getSession, remainingMs } from './session.js';
+import { workerTimer } from './timers.js';
 
 /** Connection states shown in the status pill. */
 export const STATES = Object.freeze(['connecting', 'connected', 'reconnecting', 'offline']);
@@ -29,9 +30,11 @@ export class Connection {
    * @param {(state: string, detail?: string) => void} [opts.onState]
    * @param {(topic: string, payload: Uint8Array, packet: object) => void} [opts.onMessage]
    * @param {(session: object) => void} [opts.onSession]
+   * @param {string|URL} [opts.timerWorkerURL] keepalive timer worker (see timers.js)
    */
   constructor(opts) {
     this.mqtt = opts.mqtt;
+    this.keepaliveTimer = opts.timerWorkerURL ? workerTimer(opts.timerWorkerURL) : undefined;
     this.app = opts.app;
     this.onState = opts.onState ?? (() => {});
     this.onMessage = opts.onMessage ?? (() => {});
@@ -86,6 +89,7 @@ export class Connection {
       reconnectPeriod: 0,
       // The ACL gives browsers no publish rights; nothing is ever queued.
       queueQoSZero: false,
+      ...(this.keepaliveTimer ? { timerVariant: this.keepaliveTimer } : {}),
     });
     this.client = client;
     this.subscribed = false;

@@ -68,7 +68,7 @@ export class JobBoard {
     const name = job.filename || filenameFromKey(v.input?.key) || v.jobId;
     const el = job.el;
     el.dataset.state = v.state;
-    el.replaceChildren(
+    const parts = [
       h(
         'header',
         { class: 'job-head' },
@@ -88,7 +88,8 @@ export class JobBoard {
           )
         : null,
       h('div', { class: 'job-timeline' }, v.events.map((e) => h('span', { class: 'tick', title: e.time ?? '' }, `${e.seq ?? '?'} ${e.type.replace(/^job\./, '')}`))),
-    );
+    ];
+    el.replaceChildren(...parts.filter(Boolean));
   }
 
   progressBar(job) {

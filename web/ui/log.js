@@ -20,7 +20,7 @@ export class EventLog {
    */
   add(env, topic, flags = {}) {
     const details = { ...env };
-    for (const k of ['v', 'type', 'id', 'time', 'app', 'channel']) delete details[k];
+    for (const k of ['v', 'type', 'id', 'time', 'app', 'channel', 'jobId', 'seq']) delete details[k];
     const kind = (env.type.split('.')[0] || 'event').replace(/[^a-z0-9_-]/gi, '');
     const li = h(
       'li',

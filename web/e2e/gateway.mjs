@@ -1,0 +1,165 @@
+// Shared helper for the end-to-end tests: the gateway under test.
+//
+// With HERALD_URL set (and HERALD_DEMO_API_KEY for the demo app's key) the
+// tests use that running gateway. Otherwise each test file starts its own
+// `herald serve` on free loopback ports with a throwaway data directory: the
+// binary from HERALD_BIN, or one built here with `go build ./cmd/herald`.
+
+import { spawn, execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+/** The repository root (web/e2e/../..). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Directory for screenshots and other artefacts (TEST_OUTPUT_DIR or ./test-output). */
+export const outputDir = path.resolve(process.env.TEST_OUTPUT_DIR || path.join(repoRoot, 'test-output'));
+
+/** Returns a TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function buildBinary(dir) {
+  // The page is embedded into the binary, so bundle it first.
+  await execFileP('npm', ['run', '--silent', 'build'], { cwd: repoRoot, maxBuffer: 16 << 20 });
+  const out = path.join(dir, 'herald');
+  await execFileP('go', ['build', '-o', out, './cmd/herald'], { cwd: repoRoot, maxBuffer: 16 << 20 });
+  return out;
+}
+
+/**
+ * A gateway the tests talk to.
+ * @typedef {{url: string, apiKey: string, external: boolean, output: () => string, stop: () => Promise<void>}} Gateway
+ */
+
+/**
+ * Starts (or attaches to) the gateway.
+ * @param {{readyTimeoutMs?: number}} [opts]
+ * @returns {Promise<Gateway>}
+ */
+export async function startGateway(opts = {}) {
+  if (process.env.HERALD_URL) {
+    return {
+      url: process.env.HERALD_URL.replace(/\/+$/, ''),
+      apiKey: process.env.HERALD_DEMO_API_KEY ?? '',
+      external: true,
+      output: () => '',
+      stop: async () => {},
+    };
+  }
+
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'herald-e2e-'));
+  const bin = process.env.HERALD_BIN || (await buildBinary(tmp));
+  const httpPort = await freePort();
+  const awsPort = await freePort();
+  const apiKey = `demo_${randomBytes(18).toString('base64url')}`;
+  const url = `http://127.0.0.1:${httpPort}`;
+  const dataDir = path.join(tmp, 'data');
+
+  const child = spawn(bin, ['serve', '--http-addr', `127.0.0.1:${httpPort}`, '--data-dir', dataDir], {
+    cwd: tmp,
+    env: { ...process.env, HERALD_DEMO_API_KEY: apiKey, HERALD_LOCALAWS_ADDR: `127.0.0.1:${awsPort}` },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const keep = (chunk) => {
+    output += chunk;
+    if (output.length > 1 << 20) output = output.slice(-(1 << 19)); // bounded
+  };
+  child.stdout.setEncoding('utf8').on('data', keep);
+  child.stderr.setEncoding('utf8').on('data', keep);
+  let exited = null;
+  const exit = new Promise((resolve) => child.on('exit', (code, signal) => resolve((exited = { code, signal }))));
+
+  const stop = async () => {
+    if (!exited) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exit;
+      clearTimeout(timer);
+    }
+    await rm(tmp, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
+  for (;;) {
+    if (exited) {
+      await stop();
+      throw new Error(`herald serve exited early (${JSON.stringify(exited)}):\n${output}`);
+    }
+    try {
+      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2_000) });
+      await res.arrayBuffer();
+      if (res.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`herald serve not ready at ${url}/readyz within the timeout:\n${output}`);
+    }
+    await sleep(150);
+  }
+  return { url, apiKey, external: false, output: () => output, stop };
+}
+
+/** POST /v1/sessions for `app`; returns the parsed 201 body. */
+export async function mintSession(gw, app = 'demo') {
+  const res = await fetch(`${gw.url}/v1/sessions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ app }),
+  });
+  const body = await res.json();
+  if (res.status !== 201) throw new Error(`POST /v1/sessions: ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** A unique event id in the envelope's style. */
+export function eventId() {
+  return `evt_${randomBytes(12).toString('base64url')}`;
+}
+
+/** POST /v1/events with the app's API key; returns {status, body}. */
+export async function postEvent(gw, envelope, apiKey = gw.apiKey) {
+  const res = await fetch(`${gw.url}/v1/events`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify(envelope),
+  });
+  const text = await res.text();
+  let body = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // keep the text for the assertion message
+  }
+  return { status: res.status, body };
+}
+
+/** The absolute WebSocket URL of the broker for a session. */
+export function brokerURL(gw, session) {
+  const raw = session?.mqtt?.url;
+  if (typeof raw === 'string' && /^wss?:\/\//.test(raw)) return raw;
+  const u = new URL(raw || '/mqtt', gw.url);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  return u.href;
+}
