@@ -8,6 +8,7 @@
 package sigv4
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -177,3 +178,18 @@ func hexSHA256(b []byte) string {
 
 // EmptySHA256 is the hex SHA-256 of the empty string.
 const EmptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+type resultKey struct{}
+
+// WithResult returns a context carrying a verified request's Result; the
+// router sets it so services can decode streaming bodies and name the
+// caller.
+func WithResult(ctx context.Context, res *Result) context.Context {
+	return context.WithValue(ctx, resultKey{}, res)
+}
+
+// ResultFrom returns the Result set by WithResult, or nil.
+func ResultFrom(ctx context.Context) *Result {
+	res, _ := ctx.Value(resultKey{}).(*Result)
+	return res
+}

@@ -1,0 +1,73 @@
+package localaws
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// testEnv is a localaws server on httptest with real SDK clients.
+type testEnv struct {
+	srv *Server
+	url string
+	s3  *s3.Client
+	sqs *sqs.Client
+	dir string
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newEnv(t *testing.T, mutate ...func(*Config)) *testEnv {
+	t.Helper()
+	cfg := Config{DataDir: t.TempDir(), Logger: quietLogger(), CORSOrigins: []string{"http://localhost:8080"}}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	srv.SetBaseURL(ts.URL)
+	t.Cleanup(func() {
+		ts.Close()
+		if err := srv.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return &testEnv{srv: srv, url: ts.URL, s3: s3Client(ts.URL, "test", "test", nil), sqs: sqsClient(ts.URL), dir: cfg.DataDir}
+}
+
+func awsConfig(key, secret string, hc *http.Client) aws.Config {
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(key, secret, "")}
+	if hc != nil {
+		cfg.HTTPClient = hc
+	}
+	return cfg
+}
+
+func s3Client(url, key, secret string, hc *http.Client) *s3.Client {
+	return s3.NewFromConfig(awsConfig(key, secret, hc), func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(url)
+		o.UsePathStyle = true
+	})
+}
+
+func sqsClient(url string) *sqs.Client {
+	return sqs.NewFromConfig(awsConfig("test", "test", nil), func(o *sqs.Options) { o.BaseEndpoint = aws.String(url) })
+}
+
+func ctxT(t *testing.T) context.Context {
+	t.Helper()
+	return t.Context()
+}
