@@ -148,8 +148,9 @@ func toolName(path string) string {
 // tail keeps the last n bytes written to it, so a chatty or hostile tool
 // cannot make Herald buffer without bound.
 type tail struct {
-	n   int
-	buf []byte
+	n       int
+	buf     []byte
+	dropped bool
 }
 
 func newTail(n int) *tail { return &tail{n: n} }
@@ -159,6 +160,7 @@ func (t *tail) Write(p []byte) (int, error) {
 	if len(t.buf) > 2*t.n {
 		// Copy the kept bytes down so the buffer stays at most 2n.
 		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.n:]...)
+		t.dropped = true
 	}
 	return len(p), nil
 }
@@ -168,7 +170,7 @@ func (t *tail) Write(p []byte) (int, error) {
 // so the result reads as one message.
 func (t *tail) String() string {
 	b := t.buf
-	cut := false
+	cut := t.dropped
 	if len(b) > t.n {
 		b, cut = b[len(b)-t.n:], true
 	}

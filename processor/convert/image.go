@@ -129,10 +129,10 @@ func (e *Engine) imageSize(ctx context.Context, j job, ld imageLoader, env []str
 	err := e.runOut(ctx, proc{argv: []string{e.header, j.in}, workDir: j.workDir, extraEnv: env}, stdout)
 	if err != nil {
 		var pe *procError
-		if errors.As(err, &pe) {
+		if errors.As(err, &pe) && !pe.resourceFailure() {
 			return 0, 0, fail(CodeCorruptInput, j.op, fmt.Errorf("read %s header: %w", j.typ.MIME, err))
 		}
-		return 0, 0, err
+		return 0, 0, vipsError(j.op, "vipsheader", err)
 	}
 	line := strings.TrimSpace(stdout.String())
 	rest, ok := strings.CutPrefix(line, j.in+": ")
