@@ -71,3 +71,9 @@ func ctxT(t *testing.T) context.Context {
 	t.Helper()
 	return t.Context()
 }
+
+func newTestServer(srv *Server) *httptest.Server {
+	ts := httptest.NewServer(srv.Handler())
+	srv.SetBaseURL(ts.URL)
+	return ts
+}
