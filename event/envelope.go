@@ -159,7 +159,7 @@ func DecodeForApp(r io.Reader, app string, now time.Time) (*Envelope, error) {
 	dec.DisallowUnknownFields()
 	var e Envelope
 	if err := dec.Decode(&e); err != nil {
-		return nil, fmt.Errorf("decode event: %v: %w", err, ErrInvalid)
+		return nil, fmt.Errorf("decode event: %w: %w", err, ErrInvalid)
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("decode event: trailing data after the JSON object: %w", ErrInvalid)

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -135,4 +136,35 @@ func (r *Registry) Verify(appID, token string, now time.Time) (Claims, error) {
 		return Claims{}, fmt.Errorf("app %q: token subject is not a channel id: %w", a.ID, ErrBadToken)
 	}
 	return Claims{App: a.ID, Channel: tc.Subject, ExpiresAt: tc.ExpiresAt.Time}, nil
+}
+
+// AuthenticateKey finds the app whose API key is key. Every app's key is
+// compared, in constant time, so timing does not reveal which app matched.
+func (r *Registry) AuthenticateKey(key string) (*App, error) {
+	var found *App
+	for _, id := range r.ids {
+		a := r.apps[id]
+		if a.CheckAPIKey(key) == nil {
+			found = a
+		}
+	}
+	if found == nil || key == "" {
+		return nil, ErrBadAPIKey
+	}
+	return found, nil
+}
+
+// VerifyAny checks a token whose app is not otherwise known (an HTTP Bearer
+// session token): the app is read from the unverified audience, then the
+// token is verified with that app's secret exactly as Verify does.
+func (r *Registry) VerifyAny(token string, now time.Time) (Claims, error) {
+	var tc tokenClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &tc); err != nil || len(tc.Audience) != 1 {
+		return Claims{}, fmt.Errorf("read token audience: %w", ErrBadToken)
+	}
+	c, err := r.Verify(tc.Audience[0], token, now)
+	if errors.Is(err, ErrUnknownApp) {
+		return Claims{}, fmt.Errorf("token for unknown app: %w", ErrBadToken)
+	}
+	return c, err
 }

@@ -1,0 +1,62 @@
+# Herald — two commands: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/herald
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+# Debian packages: what the gateway needs at run time, and what tests add.
+RUN_PKGS := libvips-tools ffmpeg
+TEST_PKGS := $(RUN_PKGS) mosquitto chromium awscli procps
+
+GO_SOURCES := $(shell find . -name '*.go' -not -path './node_modules/*' 2>/dev/null)
+UI_SOURCES := $(wildcard web/ui/*) $(wildcard web/static/*.html) package.json package-lock.json
+
+.PHONY: run test build deps-run deps-test bundle vet gotest fuzz jstest bench clean
+
+## run: install what is needed, build, and run the whole gateway locally with the demo page.
+run: deps-run build
+	./$(BIN) serve
+
+## test: install what tests need and run every test.
+test: deps-test bundle vet gotest fuzz jstest
+
+build: $(BIN)
+
+$(BIN): $(GO_SOURCES) go.mod go.sum web/static/dist/app.js
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/herald
+
+deps-run:
+	@scripts/apt-ensure.sh $(RUN_PKGS)
+
+deps-test:
+	@scripts/apt-ensure.sh $(TEST_PKGS)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	@npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
+bundle: web/static/dist/app.js
+
+web/static/dist/app.js: node_modules/.package-lock.json $(UI_SOURCES)
+	@npm run --silent build
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+gotest:
+	$(GO) test -count=1 -timeout 600s ./...
+
+## fuzz: every fuzz target for a few seconds (seed corpora always run in gotest).
+fuzz:
+	@scripts/fuzz-all.sh $${FUZZTIME:-3s}
+
+jstest: build
+	HERALD_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1 web/e2e/
+
+bench: deps-test build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./... 
+
+clean:
+	rm -rf bin web/static/dist test-output

@@ -1,0 +1,39 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/heraldgw/herald/broker"
+	"github.com/heraldgw/herald/event"
+)
+
+// Embedded publishes into the broker running in this process.
+type Embedded struct {
+	b *broker.Broker
+}
+
+var _ Publisher = (*Embedded)(nil)
+
+// NewEmbedded returns a Publisher for the in-process broker b.
+func NewEmbedded(b *broker.Broker) *Embedded { return &Embedded{b: b} }
+
+// Publish validates e and publishes it QoS 1; final events are retained for
+// event.FinalExpiry.
+func (p *Embedded) Publish(ctx context.Context, e *event.Envelope) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	payload, err := e.Encode()
+	if err != nil {
+		return err
+	}
+	opt := broker.PublishOptions{QoS: 1}
+	if e.Final() {
+		opt.Retain, opt.Expiry = true, event.FinalExpiry
+	}
+	if err := p.b.Publish(ctx, e.Topic(), payload, opt); err != nil {
+		return fmt.Errorf("publish event %s to %s: %w", e.ID, e.Topic(), err)
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/heraldgw/herald/tenant"
+	"github.com/heraldgw/herald/topic"
+)
+
+// MQTTInfo tells a browser how to reach the broker.
+type MQTTInfo struct {
+	URL             string `json:"url"`
+	ProtocolVersion int    `json:"protocolVersion"`
+}
+
+// SessionMinter completes a freshly minted session with the broker details a
+// browser needs. External brokers (AWS IoT Core) hand out presigned URLs; the
+// embedded broker needs only its URL.
+type SessionMinter interface {
+	MQTTFor(ctx context.Context, s tenant.Session, r *http.Request) (MQTTInfo, error)
+}
+
+type sessionRequest struct {
+	App string `json:"app"`
+}
+
+type sessionResponse struct {
+	App       string    `json:"app"`
+	Channel   string    `json:"channel"`
+	ClientID  string    `json:"clientId"`
+	Topic     string    `json:"topic"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	MQTT      MQTTInfo  `json:"mqtt"`
+}
+
+func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) error {
+	var req sessionRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.App == "" {
+		return apiError(CodeBadRequest, nil, `"app" is required`)
+	}
+	app, err := s.cfg.Registry.App(req.App)
+	if err != nil {
+		return apiError(CodeNotFound, err, "unknown app %q", req.App)
+	}
+	if !app.AllowsOrigin(r.Header.Get("Origin")) {
+		return apiError(CodeForbidden, nil, "origin %q is not allowed for app %q", r.Header.Get("Origin"), app.ID)
+	}
+	if key, ok := bearer(r); ok {
+		if err := app.CheckAPIKey(key); err != nil {
+			return err
+		}
+	} else if !app.AllowAnonymous {
+		return tenant.ErrAnonymous
+	} else if !s.ipLimiters.allow(r, s.now()) {
+		return apiError(CodeRateLimited, nil, "too many sessions from this address; retry later")
+	}
+	sess, err := s.cfg.Registry.Mint(app.ID, s.now())
+	if err != nil {
+		return err
+	}
+	info, err := s.mqttInfo(r, sess)
+	if err != nil {
+		return err
+	}
+	s.metrics.sessions.Inc()
+	writeJSON(w, http.StatusCreated, sessionResponse{
+		App: sess.App, Channel: sess.Channel, ClientID: sess.Channel,
+		Topic: topic.ChannelFilter(sess.App, sess.Channel), Token: sess.Token,
+		ExpiresAt: sess.ExpiresAt.UTC(), MQTT: info,
+	})
+	return nil
+}
+
+func (s *Server) mqttInfo(r *http.Request, sess tenant.Session) (MQTTInfo, error) {
+	if s.cfg.Sessions != nil {
+		return s.cfg.Sessions.MQTTFor(r.Context(), sess, r)
+	}
+	url := s.cfg.MQTTURL
+	if url == "" {
+		scheme := "ws"
+		if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+			scheme = "wss"
+		}
+		url = scheme + "://" + r.Host + "/mqtt"
+	}
+	return MQTTInfo{URL: url, ProtocolVersion: 5}, nil
+}

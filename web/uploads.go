@@ -1,0 +1,114 @@
+package web
+
+import (
+	"context"
+	"github.com/heraldgw/herald/tenant"
+	"net/http"
+	"time"
+)
+
+// UploadRequest is what a browser asks to upload.
+type UploadRequest struct {
+	App         string
+	Channel     string
+	Filename    string `json:"filename"`
+	ContentType string `json:"contentType"`
+	Size        int64  `json:"size"`
+	MaxBytes    int64  `json:"-"`
+}
+
+// UploadGrant is a presigned POST the browser sends the file with.
+type UploadGrant struct {
+	JobID     string            `json:"jobId"`
+	Key       string            `json:"key"`
+	URL       string            `json:"url"`
+	Fields    map[string]string `json:"fields"`
+	MaxBytes  int64             `json:"maxBytes"`
+	ExpiresAt time.Time         `json:"expiresAt"`
+}
+
+// Uploader grants direct-to-S3 uploads.
+type Uploader interface {
+	GrantUpload(ctx context.Context, req UploadRequest) (UploadGrant, error)
+}
+
+// JobRequest asks to convert an object already in S3.
+type JobRequest struct {
+	App     string `json:"-"`
+	Channel string `json:"channel"`
+	Bucket  string `json:"bucket"`
+	Key     string `json:"key"`
+}
+
+// JobSubmitter starts a conversion of an existing object.
+type JobSubmitter interface {
+	SubmitJob(ctx context.Context, req JobRequest) (jobID string, err error)
+}
+
+func (s *Server) handleUploads(w http.ResponseWriter, r *http.Request) error {
+	tok, ok := bearer(r)
+	if !ok {
+		return apiError(CodeUnauthorized, nil, "Authorization: Bearer <session token> is required")
+	}
+	var req UploadRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	claims, err := s.verifyAnyApp(tok)
+	if err != nil {
+		return err
+	}
+	if s.cfg.Uploads == nil {
+		return apiError(CodeUnavailable, nil, "uploads are not configured on this gateway")
+	}
+	app, err := s.cfg.Registry.App(claims.App)
+	if err != nil {
+		return err
+	}
+	if !app.AllowsOrigin(r.Header.Get("Origin")) {
+		return apiError(CodeForbidden, nil, "origin %q is not allowed for app %q", r.Header.Get("Origin"), app.ID)
+	}
+	switch {
+	case req.Filename == "":
+		return apiError(CodeBadRequest, nil, `"filename" is required`)
+	case req.Size <= 0:
+		return apiError(CodeBadRequest, nil, `"size" must be the file's size in bytes`)
+	case req.Size > app.MaxUploadBytes:
+		return apiError(CodeTooLarge, nil, "file of %d bytes exceeds the app's limit of %d", req.Size, app.MaxUploadBytes)
+	}
+	req.App, req.Channel, req.MaxBytes = claims.App, claims.Channel, app.MaxUploadBytes
+	g, err := s.cfg.Uploads.GrantUpload(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, g)
+	return nil
+}
+
+func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) error {
+	app, err := s.serviceApp(r)
+	if err != nil {
+		return err
+	}
+	var req JobRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Channel == "" || req.Bucket == "" || req.Key == "" {
+		return apiError(CodeBadRequest, nil, `"channel", "bucket" and "key" are required`)
+	}
+	if s.cfg.Jobs == nil {
+		return apiError(CodeUnavailable, nil, "jobs are not configured on this gateway")
+	}
+	req.App = app.ID
+	id, err := s.cfg.Jobs.SubmitJob(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"jobId": id})
+	return nil
+}
+
+func (s *Server) verifyAnyApp(tok string) (tenant.Claims, error) {
+	return s.cfg.Registry.VerifyAny(tok, s.now())
+}
