@@ -125,7 +125,7 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 			Registry: reg, Publisher: pub, MQTT: mqttHandler,
 			Ready:    readiness(ready),
 			Gatherer: metrics, Metrics: metrics,
-			Logger:   log.With("part", "web"),
+			Logger: log.With("part", "web"),
 		})
 		if err != nil {
 			return err
