@@ -99,7 +99,7 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 	}
 
 	ready := map[string]func() bool{}
-	var pub web.Publisher
+	var pub bridge.Publisher
 	var mqttHandler http.Handler
 	if cfg.has("broker") {
 		b, err := broker.New(broker.Config{
@@ -120,9 +120,23 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 	}
 
 	urls := []any{"roles", cfg.Roles}
+	var uploads web.Uploader
+	var jobs web.JobSubmitter
+	if cfg.has("web") || cfg.has("processor") {
+		clients, err := startAWS(ctx, cfg, p, origins, log, getenv)
+		if err != nil {
+			cancel()
+			return errors.Join(err, p.wait())
+		}
+		urls = append(urls, "s3", first(clients.Endpoint, "aws"), "queue", clients.QueueURL)
+		if uploads, jobs, err = startProcessor(ctx, cfg, p, clients, pub, log); err != nil {
+			cancel()
+			return errors.Join(err, p.wait())
+		}
+	}
 	if cfg.has("web") {
 		srv, err := web.New(web.Config{
-			Registry: reg, Publisher: pub, MQTT: mqttHandler,
+			Registry: reg, Publisher: pub, MQTT: mqttHandler, Uploads: uploads, Jobs: jobs,
 			Ready:    readiness(ready),
 			Gatherer: metrics, Metrics: metrics,
 			Logger: log.With("part", "web"),

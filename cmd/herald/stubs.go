@@ -6,9 +6,6 @@ import (
 	"io"
 )
 
-func runLocalAWS(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
-	return fmt.Errorf("herald localaws: not built yet")
-}
 
 func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
 	return fmt.Errorf("herald publish: not built yet")

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/heraldgw/herald/localaws"
+)
+
+// awsClients are the AWS SDK clients a process uses, pointed at real AWS or
+// at localaws; nothing downstream knows which.
+type awsClients struct {
+	S3       *s3.Client
+	SQS      *sqs.Client
+	Bucket   string
+	QueueURL string
+	Endpoint string // localaws URL in local mode, "" on AWS
+}
+
+// startAWS returns the SDK clients. In local mode a process with the web role
+// hosts localaws itself (unless HERALD_LOCALAWS_EMBED=false); other processes
+// reach the one at the configured address.
+func startAWS(ctx context.Context, cfg *Config, p *parts, origins []string, log *slog.Logger, getenv func(string) string) (*awsClients, error) {
+	var ac aws.Config
+	out := &awsClients{Bucket: cfg.AWS.Bucket}
+	if cfg.AWS.Mode == "aws" {
+		var err error
+		ac, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.AWS.Region))
+		if err != nil {
+			return nil, fmt.Errorf("aws config: %w", err)
+		}
+	} else {
+		out.Endpoint = "http://" + cfg.AWS.LocalAddr
+		if cfg.has("web") && getenv("HERALD_LOCALAWS_EMBED") != "false" {
+			srv, err := localaws.New(localaws.Config{
+				Addr: cfg.AWS.LocalAddr, DataDir: filepath.Join(cfg.DataDir, "localaws"), Region: cfg.AWS.Region,
+				AccessKey: cfg.AWS.AccessKey, SecretKey: cfg.AWS.SecretKey, Bucket: cfg.AWS.Bucket,
+				Queue: queueName(cfg.AWS.Queue), CORSOrigins: origins, Logger: log.With("part", "localaws"),
+			})
+			if err != nil {
+				return nil, err
+			}
+			if err := srv.Start(ctx); err != nil {
+				_ = srv.Close()
+				return nil, err
+			}
+			p.run(ctx, "localaws", log, func(ctx context.Context) error {
+				<-ctx.Done()
+				return srv.Close()
+			})
+			out.Endpoint = srv.URL()
+		}
+		ac = aws.Config{
+			Region:       cfg.AWS.Region,
+			Credentials:  credentials.NewStaticCredentialsProvider(cfg.AWS.AccessKey, cfg.AWS.SecretKey, ""),
+			BaseEndpoint: aws.String(out.Endpoint),
+		}
+	}
+	out.S3 = s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = cfg.AWS.Mode == "local" })
+	out.SQS = sqs.NewFromConfig(ac)
+	if strings.HasPrefix(cfg.AWS.Queue, "https://") || strings.HasPrefix(cfg.AWS.Queue, "http://") {
+		out.QueueURL = cfg.AWS.Queue
+		return out, nil
+	}
+	res, err := out.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.AWS.Queue)})
+	if err != nil {
+		return nil, fmt.Errorf("queue %q: %w", cfg.AWS.Queue, err)
+	}
+	out.QueueURL = aws.ToString(res.QueueUrl)
+	return out, nil
+}
+
+// queueName accepts a queue name or URL and returns the name.
+func queueName(q string) string {
+	if i := strings.LastIndex(q, "/"); i >= 0 {
+		return q[i+1:]
+	}
+	return q
+}

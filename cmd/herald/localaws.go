@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"path/filepath"
+
+	"github.com/heraldgw/herald/localaws"
+)
+
+// runLocalAWS serves only the S3 + SQS stand-in, for using it from other
+// tools (the aws CLI, SDKs) or for gateway processes that share one.
+func runLocalAWS(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("herald localaws", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	var origins stringList
+	fs.Var(&origins, "cors-origins", "origins the default bucket's CORS rule allows (comma-separated)")
+	cfg, err := loadConfig(fs, args, getenv)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log, err := cfg.logger(stdout)
+	if err != nil {
+		return err
+	}
+	srv, err := localaws.New(localaws.Config{
+		Addr: cfg.AWS.LocalAddr, DataDir: filepath.Join(cfg.DataDir, "localaws"), Region: cfg.AWS.Region,
+		AccessKey: cfg.AWS.AccessKey, SecretKey: cfg.AWS.SecretKey, Bucket: cfg.AWS.Bucket,
+		Queue: queueName(cfg.AWS.Queue), CORSOrigins: origins, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		_ = srv.Close()
+		return err
+	}
+	log.Info("herald localaws ready", "url", srv.URL(), "bucket", cfg.AWS.Bucket, "queue", cfg.AWS.Queue)
+	<-ctx.Done()
+	return srv.Close()
+}
