@@ -49,7 +49,10 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *testEnv {
 }
 
 func awsConfig(key, secret string, hc *http.Client) aws.Config {
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(key, secret, "")}
+	// The checksum settings are what config.LoadDefaultConfig resolves by
+	// default (CRC32 on every upload, aws-chunked trailers over TLS).
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(key, secret, ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported, ResponseChecksumValidation: aws.ResponseChecksumValidationWhenSupported}
 	if hc != nil {
 		cfg.HTTPClient = hc
 	}

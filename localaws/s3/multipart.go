@@ -160,12 +160,14 @@ func (s *Service) completeUpload(w http.ResponseWriter, r *http.Request, bucket,
 	files := make([]string, 0, len(req.Parts))
 	sums := md5.New()
 	prev := 0
-	for i, p := range req.Parts {
+	for _, p := range req.Parts {
 		if p.PartNumber <= prev {
 			s.writeError(w, r, ErrInvalidPartOrder.with(bucket, key, nil, ""))
 			return
 		}
 		prev = p.PartNumber
+	}
+	for i, p := range req.Parts {
 		pm, ok := u.Parts[p.PartNumber]
 		if !ok || normalizeETag(p.ETag) != pm.ETag {
 			s.writeError(w, r, ErrInvalidPart.with(bucket, key, nil, ""))
