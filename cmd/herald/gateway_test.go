@@ -315,3 +315,28 @@ func TestHealthReadyMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestPublishCommand(t *testing.T) {
+	g := startGateway(t, t.TempDir())
+	s := g.newSession(t)
+	mc, _, err := dialMQTT(t, s.MQTT.URL, browserConnect(s, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.c.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	args := []string{"publish", "--url", g.base, "--api-key", testAPIKey, "--channel", s.Channel, "--type", "job.completed", "--job", "j1", "--id", "evt_cli", "--data", `{"ok":true}`}
+	if err := run(context.Background(), args, &out, func(string) string { return "" }); err != nil {
+		t.Fatalf("herald publish: %v (%s)", err, out.String())
+	}
+	p := mc.next(t, 5*time.Second)
+	if p.Topic != "apps/demo/channels/"+s.Channel+"/jobs/j1" {
+		t.Fatalf("got topic %q", p.Topic)
+	}
+	err = run(context.Background(), []string{"publish", "--url", g.base, "--api-key", "wrong-key-000000000", "--channel", s.Channel}, &out, func(string) string { return "" })
+	if err == nil {
+		t.Fatal("publish with a wrong key succeeded, want an error")
+	}
+}
