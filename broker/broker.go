@@ -1,0 +1,392 @@
+// Package broker is Herald's embedded MQTT broker: mochi-mqtt extended
+// through its hooks and public API only, with
+//
+//   - MQTT over WebSocket (github.com/coder/websocket) for browsers, served
+//     by WebSocketHandler on the gateway's own HTTP server at /mqtt, and an
+//     optional plain TCP listener for services;
+//   - authentication and ACLs of DESIGN.md: browsers connect with their
+//     session token and may only subscribe inside their own channel and
+//     never publish; services connect with their app's API key and may use
+//     their own app's topics;
+//   - persistent sessions and retained messages kept in a bbolt file;
+//   - per-IP connect rate limits, bounded per-client queues and packet
+//     sizes, Prometheus metrics and one log line per refused connect and per
+//     disconnect.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Listener ids as mochi sees them (also the "transport" log attribute).
+const (
+	listenerWS  = "ws"
+	listenerTCP = "tcp"
+)
+
+// shutdownBudget is how long Run may take to stop once its context ends.
+const shutdownBudget = 9 * time.Second
+
+// ErrNotRunning is returned by Publish before Run has started serving or
+// after it has stopped.
+var ErrNotRunning = errors.New("broker: not running")
+
+// Broker is the embedded MQTT broker. Create it with New and serve it with
+// Run; WebSocketHandler and Publish may be used from any goroutine.
+type Broker struct {
+	cfg     Config
+	log     *slog.Logger
+	srv     *mqtt.Server
+	inline  *mqtt.Client // publishes for Publish; bypasses the ACL
+	store   *store       // nil when memory only
+	metrics *metrics
+	limiter *ipLimiter
+	ln      net.Listener // nil when TCPAddr is empty
+
+	// ctx bounds every WebSocket connection; cancelled at the very end of
+	// shutdown so stragglers are cut.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	ready atomic.Bool
+
+	mu      sync.Mutex
+	closing bool
+	conns   sync.WaitGroup // one per client connection goroutine
+	bg      sync.WaitGroup // accept loop and asynchronous kicks
+	ran     bool
+}
+
+// New checks cfg, opens the storage under cfg.DataDir and binds the TCP
+// listener if one is configured. Nothing is served until Run.
+func New(cfg Config) (*Broker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "broker"),
+		metrics: newMetrics(),
+		limiter: newIPLimiter(cfg.ConnectRatePerIP, cfg.ConnectBurst),
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClients = int64(cfg.MaxConnections)
+	caps.MaximumMessageExpiryInterval = int64(cfg.MessageExpiry / time.Second)
+	caps.MaximumClientWritesPending = int32(cfg.MaxQueued)
+	caps.MaximumSessionExpiryInterval = uint32(cfg.SessionExpiry / time.Second)
+	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+	caps.ReceiveMaximum = uint16(cfg.MaxInflight)
+	caps.MaximumInflight = uint16(cfg.MaxStored)
+	// Topic aliases would let a client publish under a name the ACL saw
+	// only once; nothing here needs them.
+	caps.TopicAliasMaximum = 0
+	// AWS IoT Core offers QoS 0 and 1 only; staying within it keeps the
+	// external-broker mode equivalent.
+	caps.MaximumQos = 1
+	caps.SharedSubAvailable = 0
+	caps.MinimumProtocolVersion = 4
+
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		ClientNetReadBufferSize:  cfg.ReadBufferSize,
+		ClientNetWriteBufferSize: cfg.WriteBufferSize,
+		// mochi logs per packet at Warn (quota reached, processing errors);
+		// keep only its errors. Herald logs its own events.
+		Logger: slog.New(levelHandler{min: slog.LevelError, h: cfg.Logger.Handler()}).With("component", "mochi"),
+		// $SYS topics are not reachable by any client here (the ACL refuses
+		// them); publish them rarely since each round reads MemStats.
+		SysTopicResendInterval: 3600,
+	})
+
+	if err := b.srv.AddHook(&authHook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("broker auth hook: %w", err)
+	}
+	if cfg.DataDir != "" {
+		st, err := openStore(filepath.Join(cfg.DataDir, "broker.db"), b.log)
+		if err != nil {
+			return nil, err
+		}
+		if err := b.srv.AddHook(st, nil); err != nil {
+			_ = st.Stop()
+			return nil, fmt.Errorf("broker storage hook: %w", err)
+		}
+		b.store = st
+	}
+
+	b.inline = b.srv.NewClient(nil, mqtt.LocalListener, "herald-inline", true)
+	// Version 5 so message expiry applies to what Publish retains.
+	b.inline.Properties.ProtocolVersion = 5
+
+	if cfg.Metrics != nil {
+		if err := b.metrics.register(cfg.Metrics, b.srv); err != nil {
+			b.closeStore()
+			return nil, err
+		}
+	}
+	if cfg.TCPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.TCPAddr)
+		if err != nil {
+			b.closeStore()
+			return nil, fmt.Errorf("broker listen on %q: %w", cfg.TCPAddr, err)
+		}
+		b.ln = ln
+	}
+	return b, nil
+}
+
+func (b *Broker) closeStore() {
+	if b.store != nil {
+		_ = b.store.Stop()
+	}
+}
+
+// TCPAddr returns the bound address of the plain MQTT listener, or nil.
+func (b *Broker) TCPAddr() net.Addr {
+	if b.ln == nil {
+		return nil
+	}
+	return b.ln.Addr()
+}
+
+// Ready reports whether the broker is serving (stored sessions loaded,
+// connections accepted).
+func (b *Broker) Ready() bool { return b.ready.Load() }
+
+// Clients returns the number of connected MQTT clients.
+func (b *Broker) Clients() int {
+	return int(atomic.LoadInt64(&b.srv.Info.ClientsConnected))
+}
+
+// Run serves until ctx ends, then shuts down gracefully: it stops
+// accepting, sends MQTT 5 clients DISCONNECT 0x8B (server shutting down),
+// closes every connection and flushes and closes storage, all within 10 s.
+// Run may be called once.
+func (b *Broker) Run(ctx context.Context) error {
+	b.mu.Lock()
+	if b.ran {
+		b.mu.Unlock()
+		return errors.New("broker: Run called twice")
+	}
+	b.ran = true
+	b.mu.Unlock()
+
+	if err := b.srv.Serve(); err != nil {
+		b.abort()
+		return fmt.Errorf("broker serve: %w", err)
+	}
+	if b.store != nil {
+		if err := b.store.restore(b.srv); err != nil {
+			b.abort()
+			return err
+		}
+	}
+	b.ready.Store(true)
+	b.log.Info("broker ready", "tcp", b.TCPAddr(), "max_connections", b.cfg.MaxConnections)
+
+	if b.ln != nil {
+		b.bg.Add(1)
+		go func() {
+			defer b.bg.Done()
+			b.acceptLoop()
+		}()
+	}
+
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			b.shutdown()
+			return nil
+		case now := <-sweep.C:
+			b.limiter.sweep(now)
+		}
+	}
+}
+
+// abort releases what New acquired when Run cannot start.
+func (b *Broker) abort() {
+	b.mu.Lock()
+	b.closing = true
+	b.mu.Unlock()
+	if b.ln != nil {
+		_ = b.ln.Close()
+	}
+	_ = b.srv.Close()
+	b.cancel()
+}
+
+// startConn registers a connection goroutine unless shutdown has begun.
+func (b *Broker) startConn() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing || !b.ready.Load() {
+		return false
+	}
+	b.conns.Add(1)
+	return true
+}
+
+// serve hands one connection to mochi and returns when it is over.
+// EstablishConnection reads CONNECT, runs the hooks and then the client's
+// read loop; everything about the client is logged by the hooks.
+func (b *Broker) serve(listener string, c *conn) {
+	defer b.conns.Done()
+	err := b.srv.EstablishConnection(listener, c)
+	if err != nil && !c.connected.Load() && !c.refused.Load() {
+		// Never got as far as a CONNECT: garbage, a timeout, a closed socket.
+		b.log.Info("mqtt connection dropped before CONNECT", "transport", listener,
+			"remote", c.RemoteAddr().String(), "reason", errString(err))
+		b.metrics.connectsRefused.WithLabelValues("bad_connect").Inc()
+	}
+	_ = c.Close()
+}
+
+func (b *Broker) acceptLoop() {
+	for {
+		nc, err := b.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			b.log.Warn("mqtt tcp accept", "error", err)
+			time.Sleep(50 * time.Millisecond) // e.g. EMFILE: back off, do not spin
+			continue
+		}
+		ip := hostOf(nc.RemoteAddr().String())
+		if !b.limiter.allow(ip, time.Now()) {
+			b.metrics.transportRejected.WithLabelValues("rate").Inc()
+			b.log.Info("mqtt connection refused", "transport", listenerTCP, "remote", nc.RemoteAddr().String(), "reason", "connect rate exceeded")
+			_ = nc.Close()
+			continue
+		}
+		c := b.newConn(nc, "", nil)
+		if !b.startConn() {
+			_ = c.Close()
+			return
+		}
+		go b.serve(listenerTCP, c)
+	}
+}
+
+// shutdown implements the end of Run.
+func (b *Broker) shutdown() {
+	deadline := time.Now().Add(shutdownBudget)
+	b.mu.Lock()
+	b.closing = true
+	b.mu.Unlock()
+	b.ready.Store(false)
+	if b.ln != nil {
+		_ = b.ln.Close()
+	}
+
+	b.disconnectAll(deadline)
+
+	done := make(chan struct{})
+	go func() { b.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Until(deadline) - time.Second):
+		b.log.Warn("broker shutdown: connections still open, cutting them")
+		b.cancel()
+		<-done
+	}
+	b.bg.Wait()
+	// Stops mochi's loops and the hooks; the store flushes and closes.
+	_ = b.srv.Close()
+	b.cancel()
+	b.log.Info("broker stopped")
+}
+
+// disconnectAll tells every connected client the server is going away, in
+// parallel so one slow peer cannot hold up the rest.
+func (b *Broker) disconnectAll(deadline time.Time) {
+	work := make(chan *mqtt.Client)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for cl := range work {
+				writeBy := time.Now().Add(2 * time.Second)
+				if writeBy.After(deadline) {
+					writeBy = deadline
+				}
+				_ = cl.Net.Conn.SetWriteDeadline(writeBy)
+				if cl.Properties.ProtocolVersion == 5 {
+					_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+				} else {
+					// 3.1.1 has no server DISCONNECT; just close.
+					cl.Stop(packets.ErrServerShuttingDown)
+				}
+			}
+		}()
+	}
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Inline || cl.Net.Conn == nil || cl.Closed() {
+			continue
+		}
+		work <- cl
+	}
+	close(work)
+	wg.Wait()
+}
+
+// kick disconnects cl without blocking the caller (a publisher that found
+// cl's queue full must not wait for cl's socket).
+func (b *Broker) kick(cl *mqtt.Client, code packets.Code) {
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		return
+	}
+	b.bg.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.bg.Done()
+		cl.Stop(code)
+	}()
+}
+
+func errString(err error) string {
+	switch {
+	case err == nil:
+		return "none"
+	case errors.Is(err, io.EOF):
+		return "connection closed"
+	}
+	return err.Error()
+}
+
+// levelHandler drops records below min; mochi's logger is too chatty for a
+// gateway holding 100k connections.
+type levelHandler struct {
+	min slog.Level
+	h   slog.Handler
+}
+
+func (l levelHandler) Enabled(ctx context.Context, lv slog.Level) bool {
+	return lv >= l.min && l.h.Enabled(ctx, lv)
+}
+func (l levelHandler) Handle(ctx context.Context, r slog.Record) error { return l.h.Handle(ctx, r) }
+func (l levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelHandler{min: l.min, h: l.h.WithAttrs(a)}
+}
+func (l levelHandler) WithGroup(n string) slog.Handler {
+	return levelHandler{min: l.min, h: l.h.WithGroup(n)}
+}

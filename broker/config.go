@@ -1,0 +1,176 @@
+package broker
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldgw/herald/tenant"
+)
+
+// Defaults for zero Config fields.
+const (
+	// DefaultMaxConnections bounds connected clients. Every connection holds
+	// one file descriptor, so the process fd limit (ulimit -n; 20,000 on the
+	// development machines) is the real ceiling unless it is raised.
+	DefaultMaxConnections = 100_000
+	// DefaultMaxPacketSize is AWS IoT Core's payload limit, so anything that
+	// works here also works against IoT Core.
+	DefaultMaxPacketSize = 128 << 10
+	// DefaultKeepAliveMin is the shortest keep-alive the broker enforces.
+	// Background browser tabs run timers at most once a minute, so a client
+	// asking for less is tolerated as if it had asked for a minute.
+	DefaultKeepAliveMin = 60 * time.Second
+	// DefaultKeepAliveMax is the longest keep-alive granted; clients asking
+	// for more (or for none) are told this value.
+	DefaultKeepAliveMax = 1200 * time.Second
+	// DefaultMaxInflight is the per-client QoS 1 window in each direction.
+	DefaultMaxInflight = 32
+	// DefaultMaxQueued is the per-client outbound queue length.
+	DefaultMaxQueued = 64
+	// DefaultMaxStored bounds the QoS 1 messages one session keeps (in flight
+	// or waiting while the client is offline).
+	DefaultMaxStored = 256
+	// DefaultSessionExpiry is the longest a disconnected persistent session
+	// is kept.
+	DefaultSessionExpiry = 24 * time.Hour
+	// DefaultMessageExpiry bounds how long any message (retained or queued)
+	// is kept when its publisher set no shorter expiry.
+	DefaultMessageExpiry = 24 * time.Hour
+	// DefaultConnectRatePerIP and DefaultConnectBurst bound new connections
+	// per source address (a NAT can hide many browsers behind one address).
+	DefaultConnectRatePerIP = 20
+	DefaultConnectBurst     = 100
+	// DefaultConnectTimeout is how long a new connection may take to send
+	// its CONNECT packet.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultReadBufferSize is the per-connection MQTT read buffer. Browser
+	// and service packets are small; larger packets are read in several
+	// calls, which costs little, while every idle connection keeps the buffer.
+	DefaultReadBufferSize = 512
+	// DefaultWriteBufferSize is the buffer used while outbound packets queue
+	// up behind each other.
+	DefaultWriteBufferSize = 1024
+)
+
+// Config configures a Broker. Zero fields take the documented defaults.
+type Config struct {
+	// Registry authenticates apps, services and browser tokens. Required.
+	Registry *tenant.Registry
+	// DataDir holds persistent sessions and retained messages
+	// (DataDir/broker.db). Empty keeps everything in memory (tests).
+	DataDir string
+	// TCPAddr is an optional plain MQTT listener such as "127.0.0.1:1883".
+	TCPAddr string
+	// MaxConnections bounds connected clients. Default DefaultMaxConnections.
+	MaxConnections int
+	// MaxPacketSize bounds one MQTT packet in either direction, in bytes.
+	// Default DefaultMaxPacketSize. A client that sends a larger packet is
+	// disconnected (MQTT 5: DISCONNECT 0x95).
+	MaxPacketSize int
+	// KeepAliveMin and KeepAliveMax bound the effective keep-alive. A client
+	// asking for less than KeepAliveMin keeps pinging at its own rate and is
+	// only dropped after 1.5×KeepAliveMin of silence. A client asking for
+	// more than KeepAliveMax, or for none, is told KeepAliveMax (MQTT 5
+	// Server Keep Alive); a 3.1.1 client cannot be told and is dropped after
+	// 1.5×KeepAliveMax of silence. Defaults 60 s and 1200 s.
+	KeepAliveMin, KeepAliveMax time.Duration
+	// MaxInflight is the QoS 1 window per client in each direction: the
+	// Receive Maximum announced to clients, and the most unacknowledged
+	// messages sent to one client. Default DefaultMaxInflight.
+	MaxInflight int
+	// MaxQueued is the per-client outbound queue. When it is full the
+	// client is not keeping up: the message is dropped for that client
+	// (herald_broker_messages_dropped_total{reason="queue_full"}) and the
+	// client is disconnected, so it reconnects and catches up from its
+	// session and the retained final events. QoS 1 messages beyond the
+	// MaxInflight window wait in the session instead of the queue. Default
+	// DefaultMaxQueued.
+	MaxQueued int
+	// MaxStored bounds the QoS 1 messages kept per session (in flight, or
+	// waiting while the client is offline); further ones are dropped and
+	// counted. Default DefaultMaxStored.
+	MaxStored int
+	// SessionExpiry is the longest a disconnected persistent session is
+	// kept (MQTT 5 session expiry is capped to it; 3.1.1 clean=false
+	// sessions get it). Default DefaultSessionExpiry.
+	SessionExpiry time.Duration
+	// MessageExpiry caps how long a retained or queued message lives.
+	// Default DefaultMessageExpiry.
+	MessageExpiry time.Duration
+	// ConnectRatePerIP and ConnectBurst limit new connections per source IP
+	// (token bucket). Zero takes the defaults; a negative rate disables the
+	// limit (e.g. behind a proxy that hides client addresses).
+	ConnectRatePerIP float64
+	ConnectBurst     int
+	// ConnectTimeout bounds the wait for a new connection's CONNECT packet.
+	// Default DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// ReadBufferSize and WriteBufferSize size the per-connection MQTT
+	// buffers. Defaults DefaultReadBufferSize and DefaultWriteBufferSize.
+	ReadBufferSize, WriteBufferSize int
+	// Logger receives one line per refused connect and per disconnect.
+	// Default slog.Default().
+	Logger *slog.Logger
+	// Metrics registers the broker's collectors; nil registers none.
+	Metrics prometheus.Registerer
+}
+
+// ErrNoRegistry is returned by New when Config.Registry is nil.
+var ErrNoRegistry = errors.New("broker: config has no tenant registry")
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Registry == nil {
+		return c, ErrNoRegistry
+	}
+	setInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	setDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	setInt(&c.MaxConnections, DefaultMaxConnections)
+	setInt(&c.MaxPacketSize, DefaultMaxPacketSize)
+	setInt(&c.MaxInflight, DefaultMaxInflight)
+	setInt(&c.MaxQueued, DefaultMaxQueued)
+	setInt(&c.MaxStored, DefaultMaxStored)
+	setInt(&c.ConnectBurst, DefaultConnectBurst)
+	setInt(&c.ReadBufferSize, DefaultReadBufferSize)
+	setInt(&c.WriteBufferSize, DefaultWriteBufferSize)
+	setDur(&c.KeepAliveMin, DefaultKeepAliveMin)
+	setDur(&c.KeepAliveMax, DefaultKeepAliveMax)
+	setDur(&c.SessionExpiry, DefaultSessionExpiry)
+	setDur(&c.MessageExpiry, DefaultMessageExpiry)
+	setDur(&c.ConnectTimeout, DefaultConnectTimeout)
+	if c.ConnectRatePerIP == 0 {
+		c.ConnectRatePerIP = DefaultConnectRatePerIP
+	}
+	if c.MaxInflight > 0xffff {
+		c.MaxInflight = 0xffff
+	}
+	if c.MaxStored > 0xffff {
+		c.MaxStored = 0xffff
+	}
+	if c.MaxStored < c.MaxInflight {
+		c.MaxStored = c.MaxInflight
+	}
+	if c.KeepAliveMax > 0xffff*time.Second {
+		c.KeepAliveMax = 0xffff * time.Second
+	}
+	if c.KeepAliveMin > c.KeepAliveMax {
+		c.KeepAliveMin = c.KeepAliveMax
+	}
+	if c.ReadBufferSize < 16 {
+		c.ReadBufferSize = 16
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}

@@ -1,0 +1,93 @@
+package broker
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the broker's Prometheus collectors. They always exist so the
+// hot paths never check for nil; they are registered only when the Config
+// asks for it.
+type metrics struct {
+	connectsRefused   *prometheus.CounterVec // by reason
+	authFailures      *prometheus.CounterVec // by kind (browser, service)
+	subscribeRefused  prometheus.Counter
+	publishRefused    prometheus.Counter
+	dropped           *prometheus.CounterVec // by reason
+	disconnects       *prometheus.CounterVec // by reason
+	transportRejected *prometheus.CounterVec // before MQTT: by reason
+}
+
+func newMetrics() *metrics {
+	const ns, sub = "herald", "broker"
+	return &metrics{
+		connectsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "connects_refused_total",
+			Help: "MQTT CONNECTs refused, by reason.",
+		}, []string{"reason"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "auth_failures_total",
+			Help: "Failed authentications (bad token, key or app), by client kind.",
+		}, []string{"kind"}),
+		subscribeRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "subscribe_refusals_total",
+			Help: "Subscription filters refused by the ACL (SUBACK 0x87).",
+		}),
+		publishRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "publish_refusals_total",
+			Help: "Client publishes refused by the ACL.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "messages_dropped_total",
+			Help: "Messages not delivered to a client: queue_full (slow consumer), expired, session_full.",
+		}, []string{"reason"}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "disconnects_total",
+			Help: "Client disconnects, by reason.",
+		}, []string{"reason"}),
+		transportRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "transport_rejected_total",
+			Help: "Connections refused before any MQTT byte: origin, rate, capacity.",
+		}, []string{"reason"}),
+	}
+}
+
+// register adds the collectors, plus gauges read straight from mochi's
+// counters, to r.
+func (m *metrics) register(r prometheus.Registerer, info *mqtt.Server) error {
+	const ns, sub = "herald", "broker"
+	in := info.Info
+	cs := []prometheus.Collector{
+		m.connectsRefused, m.authFailures, m.subscribeRefused, m.publishRefused,
+		m.dropped, m.disconnects, m.transportRejected,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "connections",
+			Help: "Connected MQTT clients.",
+		}, func() float64 { return float64(atomic.LoadInt64(&in.ClientsConnected)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "sessions",
+			Help: "Sessions known to the broker, connected or not.",
+		}, func() float64 { return float64(info.Clients.Len()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "messages_in_total",
+			Help: "PUBLISH packets received from clients.",
+		}, func() float64 { return float64(atomic.LoadInt64(&in.MessagesReceived)) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "messages_out_total",
+			Help: "PUBLISH packets written to clients.",
+		}, func() float64 { return float64(atomic.LoadInt64(&in.MessagesSent)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "retained_messages",
+			Help: "Retained messages held.",
+		}, func() float64 { return float64(info.Topics.Retained.Len()) }),
+	}
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			return fmt.Errorf("register broker metrics: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/heraldgw/herald/topic"
+)
+
+// Errors returned (wrapped) by Publish for a message it will not send.
+var (
+	ErrQoS      = errors.New("broker: QoS must be 0 or 1")
+	ErrTooLarge = errors.New("broker: message exceeds the maximum packet size")
+)
+
+// PublishOptions qualify a message published by the gateway itself.
+type PublishOptions struct {
+	// QoS is 0 or 1 (the most AWS IoT Core offers; DESIGN.md events use 1).
+	QoS byte
+	// Retain keeps the message for later subscribers (final job events).
+	Retain bool
+	// Expiry is the MQTT 5 message expiry: after it the message is no
+	// longer delivered, retained or kept for offline sessions. Rounded up
+	// to whole seconds; zero means the broker's MessageExpiry.
+	Expiry time.Duration
+}
+
+// Publish delivers a message to every subscriber of name as if a trusted
+// client had published it: no ACL applies. It returns once the message is
+// queued for every connected subscriber and stored for offline persistent
+// sessions; it does not wait for acknowledgements.
+func (b *Broker) Publish(ctx context.Context, name string, payload []byte, opt PublishOptions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !b.ready.Load() {
+		return ErrNotRunning
+	}
+	if err := topic.ValidName(name); err != nil {
+		return fmt.Errorf("publish to %q: %w", name, err)
+	}
+	if opt.QoS > 1 {
+		return fmt.Errorf("publish to %q with QoS %d: %w", name, opt.QoS, ErrQoS)
+	}
+	// Fixed header (≤ 5) + topic (2 + len) + packet id (2) + properties (≤ 16).
+	if size := 25 + len(name) + len(payload); size > b.cfg.MaxPacketSize {
+		return fmt.Errorf("publish to %q: %d bytes of payload: %w", name, len(payload), ErrTooLarge)
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: opt.QoS, Retain: opt.Retain},
+		TopicName:   name,
+		// mochi keeps the slice (retained, queued): never share the caller's.
+		Payload: append([]byte(nil), payload...),
+	}
+	if opt.QoS > 0 {
+		pk.PacketID = 1 // required by validation; the inline client never awaits acks
+	}
+	if opt.Expiry > 0 {
+		pk.Properties.MessageExpiryInterval = uint32((opt.Expiry + time.Second - 1) / time.Second)
+	}
+	if err := b.srv.InjectPacket(b.inline, pk); err != nil {
+		return fmt.Errorf("publish to %q: %w", name, err)
+	}
+	return nil
+}
