@@ -124,8 +124,8 @@ func TestConvertAudio(t *testing.T) {
 	}
 }
 
-// TestConvertOutputsRoundTrip checks that outputs play back: the Opus file
-// is WebM with an Opus stream of the right length.
+// TestConvertOpusIsWebM: the Opus output is a WebM (EBML) file, as its
+// content type says.
 func TestConvertOpusIsWebM(t *testing.T) {
 	e := newEngine(t, nil)
 	wd := t.TempDir()

@@ -28,7 +28,8 @@ func TestHostileInputs(t *testing.T) {
 	tifData, _ := os.ReadFile(tif)
 	wav := genAudio(t, src, "ok.wav", 1)
 	wavData, _ := os.ReadFile(wav)
-	mvg := []byte("push graphic-context\nviewbox 0 0 640 480\nfill 'url(https://127.0.0.1/x.jpg\"|touch \"/tmp/herald-pwned)'\npop graphic-context\n")
+	pwned := filepath.Join(src, "pwned")
+	mvg := []byte("push graphic-context\nviewbox 0 0 640 480\nfill 'url(https://127.0.0.1/x.jpg\"|touch \"" + pwned + ")'\npop graphic-context\n")
 
 	thumb := OutputSpec{Name: "thumb", Converter: ConverterImage, Format: "webp"}
 	mp3 := OutputSpec{Name: "a", Converter: ConverterAudio, Format: "mp3"}
@@ -85,7 +86,7 @@ func TestHostileInputs(t *testing.T) {
 			}
 		})
 	}
-	if _, err := os.Stat("/tmp/herald-pwned"); err == nil {
+	if _, err := os.Stat(pwned); err == nil {
 		t.Error("MVG payload ran")
 	}
 }
