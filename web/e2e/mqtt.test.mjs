@@ -21,9 +21,13 @@ after(async () => {
   await Promise.all([...clients].map((c) => c.endAsync(true).catch(() => {})));
 });
 
-/** Connects like the demo page does, with the given protocol version. */
+/**
+ * Connects like the demo page does, with the given protocol version. Rejects
+ * with the CONNACK error, or when the connection closes without one (MQTT.js's
+ * connectAsync would otherwise wait forever with reconnectPeriod 0).
+ */
 async function connect(session, protocolVersion, overrides = {}) {
-  const client = await mqtt.connectAsync(brokerURL(gw, session), {
+  const client = mqtt.connect(brokerURL(gw, session), {
     clientId: session.channel,
     username: session.app,
     password: session.token,
@@ -34,6 +38,25 @@ async function connect(session, protocolVersion, overrides = {}) {
     ...overrides,
   });
   clients.add(client);
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no CONNACK within 15 s')), 15_000);
+    const done = (fn) => (arg) => {
+      clearTimeout(timer);
+      client.off('connect', onConnect);
+      client.off('error', onError);
+      client.off('close', onClose);
+      fn(arg);
+    };
+    const onConnect = done(() => resolve());
+    const onError = done((err) => reject(err));
+    const onClose = done(() => reject(new Error('connection closed before CONNACK')));
+    client.on('connect', onConnect);
+    client.on('error', onError);
+    client.on('close', onClose);
+  }).catch((err) => {
+    client.end(true);
+    throw err;
+  });
   return client;
 }
 
@@ -149,7 +172,7 @@ for (const protocolVersion of [5, 4]) {
       // A service connection watches the channel, so a delivery would be seen
       // even if the broker drops the browser's connection.
       const observer = await connect(
-        { app: 'demo', channel: `svc-e2e-${eventId().slice(4, 16)}`, token: gw.apiKey },
+        { app: 'demo', channel: `svc-e2e-${eventId().slice(4, 16)}`, token: gw.apiKey, mqtt: session.mqtt },
         protocolVersion,
       );
       await observer.subscribeAsync(`apps/demo/channels/${session.channel}/#`, { qos: 1 });
