@@ -224,6 +224,9 @@ func (s *Service) deliverNow(r *http.Request) {
 	}
 }
 
+// maxDeliveryAttempts bounds retries of one notification.
+const maxDeliveryAttempts = 10
+
 // deliverPending sends outbox entries in order until empty or an error.
 func (s *Service) deliverPending(ctx context.Context) error {
 	s.deliverMu.Lock()
@@ -236,9 +239,20 @@ func (s *Service) deliverPending(ctx context.Context) error {
 		for _, it := range items {
 			id, err := s.cfg.Notifier.Enqueue(ctx, it.entry.Queue, it.entry.Body)
 			if err != nil {
-				return fmt.Errorf("notify queue %s: %w", it.entry.Queue, err)
+				if ctx.Err() != nil {
+					return err
+				}
+				// A queue that keeps refusing (deleted, say) must not hold
+				// back every later event: drop after maxDeliveryAttempts.
+				s.failures[string(it.key)]++
+				if s.failures[string(it.key)] < maxDeliveryAttempts {
+					return fmt.Errorf("notify queue %s: %w", it.entry.Queue, err)
+				}
+				s.log.Error("notification dropped", "queue", it.entry.Queue, "attempts", maxDeliveryAttempts, "err", err)
+			} else {
+				s.log.Debug("notification sent", "queue", it.entry.Queue, "messageId", id)
 			}
-			s.log.Debug("notification sent", "queue", it.entry.Queue, "messageId", id)
+			delete(s.failures, string(it.key))
 			if err := s.store.ackOutbox(it.key); err != nil {
 				return err
 			}

@@ -66,6 +66,7 @@ type Service struct {
 	// deliverMu serialises outbox delivery so one event is not sent twice
 	// by the request path and the background loop at once.
 	deliverMu sync.Mutex
+	failures  map[string]int // outbox key -> failed attempts; under deliverMu
 }
 
 var _ http.Handler = (*Service)(nil)
@@ -98,7 +99,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, log: cfg.Logger.With("svc", "s3"), store: st, now: cfg.Now, wake: make(chan struct{}, 1)}, nil
+	return &Service{cfg: cfg, log: cfg.Logger.With("svc", "s3"), store: st, now: cfg.Now, wake: make(chan struct{}, 1), failures: map[string]int{}}, nil
 }
 
 // Close closes the store.
