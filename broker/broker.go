@@ -64,8 +64,9 @@ type Broker struct {
 
 	mu      sync.Mutex
 	closing bool
-	conns   sync.WaitGroup // one per client connection goroutine
-	bg      sync.WaitGroup // accept loop and asynchronous kicks
+	live    map[*conn]struct{} // connections being served
+	conns   sync.WaitGroup     // one per client connection goroutine
+	bg      sync.WaitGroup     // accept loop and asynchronous kicks
 	ran     bool
 }
 
@@ -81,6 +82,7 @@ func New(cfg Config) (*Broker, error) {
 		log:     cfg.Logger.With("component", "broker"),
 		metrics: newMetrics(),
 		limiter: newIPLimiter(cfg.ConnectRatePerIP, cfg.ConnectBurst),
+		live:    make(map[*conn]struct{}),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
@@ -232,14 +234,27 @@ func (b *Broker) abort() {
 }
 
 // startConn registers a connection goroutine unless shutdown has begun.
-func (b *Broker) startConn() bool {
+func (b *Broker) startConn(c *conn) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing || !b.ready.Load() {
 		return false
 	}
+	b.live[c] = struct{}{}
 	b.conns.Add(1)
 	return true
+}
+
+// closeLive closes the transports of served connections; all of them, or
+// only those that have not completed CONNECT.
+func (b *Broker) closeLive(all bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for c := range b.live {
+		if all || !c.connected.Load() {
+			_ = c.Conn.Close()
+		}
+	}
 }
 
 // serve hands one connection to mochi and returns when it is over.
@@ -247,6 +262,11 @@ func (b *Broker) startConn() bool {
 // read loop; everything about the client is logged by the hooks.
 func (b *Broker) serve(listener string, c *conn) {
 	defer b.conns.Done()
+	defer func() {
+		b.mu.Lock()
+		delete(b.live, c)
+		b.mu.Unlock()
+	}()
 	err := b.srv.EstablishConnection(listener, c)
 	if err != nil && !c.connected.Load() && !c.refused.Load() {
 		// Never got as far as a CONNECT: garbage, a timeout, a closed socket.
@@ -276,7 +296,7 @@ func (b *Broker) acceptLoop() {
 			continue
 		}
 		c := b.newConn(nc, "", nil)
-		if !b.startConn() {
+		if !b.startConn(c) {
 			_ = c.Close()
 			return
 		}
@@ -295,6 +315,7 @@ func (b *Broker) shutdown() {
 		_ = b.ln.Close()
 	}
 
+	b.closeLive(false) // not connected yet: nothing to say to them
 	b.disconnectAll(deadline)
 
 	done := make(chan struct{})
@@ -304,6 +325,7 @@ func (b *Broker) shutdown() {
 	case <-time.After(time.Until(deadline) - time.Second):
 		b.log.Warn("broker shutdown: connections still open, cutting them")
 		b.cancel()
+		b.closeLive(true)
 		<-done
 	}
 	b.bg.Wait()

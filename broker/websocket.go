@@ -77,7 +77,7 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(b.cfg.MaxPacketSize) + wsSlack)
 
 	c := b.newConn(nc, origin, func() error { return b.closeWebSocket(ws, nc) })
-	if !b.startConn() {
+	if !b.startConn(c) {
 		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}

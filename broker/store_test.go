@@ -1,0 +1,121 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/heraldgw/herald/topic"
+)
+
+// A QoS 1 message published while a persistent-session browser is offline
+// is delivered once when it returns, even after the broker restarted.
+func TestOfflineDeliveryAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	tb := startBroker(t, Config{DataDir: dir})
+	s := mint(t, tb, "demo")
+	mc := mustConnect(t, dialWS(t, tb, demoOrigin), s.Channel, "demo", s.Token, withSession(3600))
+	mc.subscribe(t, topic.ChannelFilter("demo", s.Channel))
+	if err := mc.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "client gone", func() bool { return tb.Clients() == 0 })
+
+	name := topic.Job("demo", s.Channel, "job1")
+	for i := range 3 {
+		payload := fmt.Appendf(nil, `{"id":"evt_%d"}`, i)
+		if err := tb.Publish(context.Background(), name, payload, PublishOptions{QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A retained final event with an expiry survives too.
+	final := topic.Events("demo", s.Channel)
+	if err := tb.Publish(context.Background(), final, []byte(`{"id":"evt_final"}`), PublishOptions{QoS: 1, Retain: true, Expiry: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	tb.stop()
+
+	tb2 := startBroker(t, Config{DataDir: dir})
+	mc2 := mustConnect(t, dialWS(t, tb2, demoOrigin), s.Channel, "demo", s.Token, withSession(3600))
+	seen := map[string]int{}
+	for range 4 {
+		m := mc2.next(t, 5*time.Second)
+		seen[string(m.Payload)]++
+	}
+	mc2.none(t, 300*time.Millisecond)
+	for _, want := range []string{`{"id":"evt_0"}`, `{"id":"evt_1"}`, `{"id":"evt_2"}`, `{"id":"evt_final"}`} {
+		if seen[want] != 1 {
+			t.Fatalf("received %q %d times; all: %v", want, seen[want], seen)
+		}
+	}
+	// Acknowledged messages are not delivered again after another restart.
+	if err := mc2.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "client gone", func() bool { return tb2.Clients() == 0 })
+	tb2.stop()
+	tb3 := startBroker(t, Config{DataDir: dir})
+	mc3 := mustConnect(t, dialWS(t, tb3, demoOrigin), s.Channel, "demo", s.Token, withSession(3600))
+	mc3.none(t, 300*time.Millisecond)
+	// The retained message is still there for a new subscription, with
+	// its remaining expiry.
+	mc3.subscribe(t, final)
+	m := mc3.next(t, 5*time.Second)
+	if string(m.Payload) != `{"id":"evt_final"}` || !m.Retain {
+		t.Fatalf("retained: %q retain=%v", m.Payload, m.Retain)
+	}
+	if m.Properties == nil || m.Properties.MessageExpiry == nil || *m.Properties.MessageExpiry > 3600 || *m.Properties.MessageExpiry < 3500 {
+		t.Fatalf("retained message expiry = %+v, want about 3600 s", m.Properties)
+	}
+}
+
+// A clean session leaves nothing behind.
+func TestCleanSessionNotStored(t *testing.T) {
+	dir := t.TempDir()
+	tb := startBroker(t, Config{DataDir: dir})
+	s := mint(t, tb, "demo")
+	mc := mustConnect(t, dialWS(t, tb, demoOrigin), s.Channel, "demo", s.Token)
+	mc.subscribe(t, topic.ChannelFilter("demo", s.Channel))
+	_ = mc.Disconnect(&paho.Disconnect{})
+	waitFor(t, "client gone", func() bool { return tb.Clients() == 0 })
+	if err := tb.Publish(context.Background(), topic.Events("demo", s.Channel), []byte("x"), PublishOptions{QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tb.stop()
+	tb2 := startBroker(t, Config{DataDir: dir})
+	mc2 := mustConnect(t, dialWS(t, tb2, demoOrigin), s.Channel, "demo", s.Token, withSession(60))
+	mc2.none(t, 300*time.Millisecond)
+	if n := tb2.srv.Clients.Len(); n != 1 {
+		t.Fatalf("sessions after restart = %d, want only the new one", n)
+	}
+}
+
+func TestPublishRejectsBadInput(t *testing.T) {
+	tb := startBroker(t, Config{MaxPacketSize: 1024})
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		topic   string
+		payload []byte
+		opt     PublishOptions
+	}{
+		{"wildcard", "apps/demo/#", nil, PublishOptions{}},
+		{"sys", "$SYS/x", nil, PublishOptions{}},
+		{"qos 2", "apps/demo/x", nil, PublishOptions{QoS: 2}},
+		{"too large", "apps/demo/x", make([]byte, 1024), PublishOptions{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tb.Publish(ctx, tt.topic, tt.payload, tt.opt); err == nil {
+				t.Fatal("Publish succeeded")
+			}
+		})
+	}
+	tb.stop()
+	if err := tb.Publish(ctx, "apps/demo/x", nil, PublishOptions{}); err == nil {
+		t.Fatal("Publish after stop succeeded")
+	}
+}
