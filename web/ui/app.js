@@ -114,7 +114,7 @@ async function uploadFile(file) {
   try {
     target = await requestUpload(session, file);
   } catch (err) {
-    const hint = err.status === 404 ? ' (this gateway runs without uploads)' : '';
+    const hint = err.status === 404 || err.code === 'unavailable' ? ' (this gateway runs without uploads)' : '';
     say(`${file.name}: ${err.message}${hint}`, 'error');
     return;
   }

@@ -118,7 +118,8 @@ export class Connection {
       const topic = `apps/${this.session.app}/channels/${this.session.channel}/#`;
       client.subscribe(topic, { qos: 1 }, (err, granted) => {
         if (err || !granted?.length || granted[0].qos >= 128) {
-          this.setState('connected', `subscribe refused: ${err?.message ?? granted?.[0]?.qos}`);
+          const code = err?.packet?.granted?.[0] ?? granted?.[0]?.qos;
+          this.setState('connected', `subscribe refused (reason ${code}): ${err?.message ?? ''}`);
           return;
         }
         this.subscribed = true;
