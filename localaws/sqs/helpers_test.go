@@ -42,7 +42,12 @@ func newSDKClient(endpoint string) *awssqs.Client {
 // SDK client pointed at it.
 func startTestServer(t testing.TB) (*Service, *httptest.Server, *awssqs.Client) {
 	t.Helper()
-	svc := newTestService(t, t.TempDir(), SyncEveryCommit)
+	return startTestServerWith(t, SyncEveryCommit)
+}
+
+func startTestServerWith(t testing.TB, policy SyncPolicy) (*Service, *httptest.Server, *awssqs.Client) {
+	t.Helper()
+	svc := newTestService(t, t.TempDir(), policy)
 	srv := httptest.NewServer(svc)
 	t.Cleanup(srv.Close)
 	svc.SetBaseURL(srv.URL)

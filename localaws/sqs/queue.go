@@ -27,8 +27,11 @@ type queue struct {
 	settings queueSettings
 	deleted  bool
 
-	msgs  map[uint64]*message // by seq
-	ready msgHeap             // every message, earliest visibleAt first
+	msgs map[uint64]*message // by seq; receivable ones (committed)
+	// pending holds sent messages whose write is not committed yet; they
+	// become receivable only once durable, and purge/delete drop them.
+	pending map[uint64]*message
+	ready   msgHeap // every message, earliest visibleAt first
 	// age list, oldest first: retention expiry pops from the front.
 	oldest, newest *message
 
@@ -39,7 +42,7 @@ type queue struct {
 }
 
 func newQueue(meta queueMeta) *queue {
-	return &queue{id: meta.ID, name: meta.Name, meta: meta, settings: settingsFrom(meta.Attributes), msgs: map[uint64]*message{}}
+	return &queue{id: meta.ID, name: meta.Name, meta: meta, settings: settingsFrom(meta.Attributes), msgs: map[uint64]*message{}, pending: map[uint64]*message{}}
 }
 
 // add indexes a message. Caller holds mu.
@@ -77,6 +80,7 @@ func (q *queue) remove(m *message) {
 // clear drops every message. Caller holds mu.
 func (q *queue) clear() {
 	q.msgs = map[uint64]*message{}
+	q.pending = map[uint64]*message{}
 	q.ready = nil
 	q.oldest, q.newest = nil, nil
 }

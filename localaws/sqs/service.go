@@ -8,8 +8,13 @@
 // commit). A request is answered only after the commit holding its change
 // returned, and with the default SyncEveryCommit policy that commit has been
 // fsynced; so an acknowledged SendMessage survives kill -9 and power loss.
-// Receives persist the new visibility deadline the same way, so in-flight
-// messages reappear after a restart only when their visibility timeout ends.
+// A sent message becomes receivable only once its commit is done, so nothing
+// is ever delivered that a crash could take back. Receives write the new
+// visibility deadline and receive count in the next group commit but answer
+// without waiting for it: in-flight messages reappear after a restart when
+// their visibility timeout ends, except those received in the last moments
+// before a crash, which reappear at once (earlier redelivery, never loss).
+// Deletes, purges and queue changes are answered after their commit.
 //
 // Receives never scan the file: each queue keeps an in-memory index (a heap
 // ordered by the time each message becomes visible), rebuilt from the file at

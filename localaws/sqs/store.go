@@ -32,27 +32,32 @@ var (
 	keyNextID = []byte("nextQueueID")
 )
 
-// maxBatchOps bounds how many queued writes share one commit.
+// maxBatchOps bounds how many queued writes share one transaction.
 const maxBatchOps = 4096
 
 // store owns the bbolt file and the single writer goroutine that applies
 // writes in submission order, many per transaction (group commit). The
-// writer starts in openStore and ends in close.
+// writer starts in openStore and ends in close. The pending list is
+// unbounded so submit never blocks: callers submit while holding a queue
+// lock, and the writer takes queue locks in after-commit callbacks.
 type store struct {
 	db   *bolt.DB
 	log  *slog.Logger
-	ops  chan *writeOp
+	kick chan struct{} // capacity 1: "pending is not empty"
 	done chan struct{}
 
-	mu     sync.RWMutex // guards closed against concurrent submit/close
-	closed bool
+	mu      sync.Mutex // guards pending and closed
+	pending []*writeOp
+	closed  bool
 }
 
-// writeOp is one queued change; done receives the commit result.
+// writeOp is one queued change; done receives the commit result after the
+// optional after callback ran (in the writer goroutine, only on success).
 type writeOp struct {
-	fn   func(tx *bolt.Tx) error
-	err  error
-	done chan error
+	fn    func(tx *bolt.Tx) error
+	after func()
+	err   error
+	done  chan error
 }
 
 func openStore(dir string, policy SyncPolicy, log *slog.Logger) (*store, error) {
@@ -81,23 +86,34 @@ func openStore(dir string, policy SyncPolicy, log *slog.Logger) (*store, error) 
 		db.Close()
 		return nil, fmt.Errorf("sqs: init %q: %w", path, err)
 	}
-	st := &store{db: db, log: log, ops: make(chan *writeOp, maxBatchOps), done: make(chan struct{})}
+	st := &store{db: db, log: log, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go st.writer()
 	return st, nil
 }
 
-// submit queues fn for the next commit and returns at once (it blocks only
-// when the queue is full). Callers submit while holding the lock of the queue
-// they changed, so per-queue write order matches in-memory order.
+// submit queues fn for the next commit and returns at once. Callers submit
+// while holding the lock of the queue they changed, so per-queue write order
+// matches in-memory order.
 func (st *store) submit(fn func(tx *bolt.Tx) error) *writeOp {
-	op := &writeOp{fn: fn, done: make(chan error, 1)}
-	st.mu.RLock()
-	defer st.mu.RUnlock()
+	return st.submitThen(fn, nil)
+}
+
+// submitThen is submit with a callback run by the writer right after a
+// successful commit, before waiters are told; it must not submit.
+func (st *store) submitThen(fn func(tx *bolt.Tx) error, after func()) *writeOp {
+	op := &writeOp{fn: fn, after: after, done: make(chan error, 1)}
+	st.mu.Lock()
 	if st.closed {
+		st.mu.Unlock()
 		op.done <- errClosed
 		return op
 	}
-	st.ops <- op
+	st.pending = append(st.pending, op)
+	st.mu.Unlock()
+	select {
+	case st.kick <- struct{}{}:
+	default:
+	}
 	return op
 }
 
@@ -114,37 +130,43 @@ func (op *writeOp) wait(ctx context.Context) error {
 
 func (st *store) writer() {
 	defer close(st.done)
-	batch := make([]*writeOp, 0, 64)
-	for first := range st.ops {
-		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < maxBatchOps {
-			select {
-			case op, ok := <-st.ops:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, op)
-			default:
-				break drain
-			}
+	var batch []*writeOp
+	for {
+		<-st.kick
+		st.mu.Lock()
+		batch, st.pending = st.pending, batch[:0]
+		closed := st.closed
+		st.mu.Unlock()
+		for len(batch) > 0 {
+			n := min(len(batch), maxBatchOps)
+			st.commit(batch[:n])
+			batch = batch[n:]
 		}
-		err := st.db.Update(func(tx *bolt.Tx) error {
-			for _, op := range batch {
-				op.err = op.fn(tx)
-			}
-			return nil
-		})
-		if err != nil {
-			st.log.Error("sqs store commit failed", "ops", len(batch), "err", err)
+		if closed {
+			return
 		}
+	}
+}
+
+func (st *store) commit(batch []*writeOp) {
+	err := st.db.Update(func(tx *bolt.Tx) error {
 		for _, op := range batch {
-			if err != nil {
-				op.done <- fmt.Errorf("sqs: commit: %w", err)
-			} else {
-				op.done <- op.err
-			}
+			op.err = op.fn(tx)
 		}
+		return nil
+	})
+	if err != nil {
+		st.log.Error("sqs store commit failed", "ops", len(batch), "err", err)
+	}
+	for _, op := range batch {
+		if err != nil {
+			op.done <- fmt.Errorf("sqs: commit: %w", err)
+			continue
+		}
+		if op.after != nil && op.err == nil {
+			op.after()
+		}
+		op.done <- op.err
 	}
 }
 
@@ -152,7 +174,10 @@ func (st *store) close() error {
 	st.mu.Lock()
 	if !st.closed {
 		st.closed = true
-		close(st.ops)
+		select {
+		case st.kick <- struct{}{}:
+		default:
+		}
 	}
 	st.mu.Unlock()
 	<-st.done
