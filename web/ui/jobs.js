@@ -47,7 +47,11 @@ export class JobBoard {
     this.render(job);
   }
 
-  /** The browser could not put the file in the bucket; no event will come. */
+  /**
+   * The browser saw the upload fail. Job events that still arrive win: the
+   * bucket may have stored the file while its answer was lost or blocked
+   * (CORS), and the events are the truth about the job.
+   */
   uploadFailed(jobId, code, message) {
     const job = this.get(jobId);
     job.view.state = 'failed';
