@@ -162,3 +162,37 @@ test('a reload keeps the channel and events sent while away arrive on return', a
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('a dropped connection reconnects by itself with the same session; offline waits for the network', async () => {
+  const { context, page, errors } = await openPage();
+  await waitConnected(page);
+  const channel = (await page.locator('#channel').textContent()).trim();
+  await page.evaluate(() => {
+    window.stateLog = [];
+    const status = document.querySelector('#status');
+    new MutationObserver(() => window.stateLog.push(status.dataset.state)).observe(status, { attributes: true });
+  });
+
+  // Drop the socket under MQTT.js: the page's own backoff brings it back and
+  // the broker kept the session, so an event sent in the gap arrives.
+  const gap = eventId();
+  await page.evaluate(() => window.herald.client.stream.destroy());
+  await post({ type: 'x.in-the-gap', id: gap, channel, seq: 1 });
+  await page.locator(`#events li[data-event-id="${gap}"]`).waitFor({ timeout: 30_000 });
+  await waitConnected(page);
+  const log = await page.evaluate(() => window.stateLog);
+  assert.ok(log.includes('reconnecting'), `states: ${log}`);
+  assert.equal((await page.locator('#channel').textContent()).trim(), channel);
+
+  // Without network the page says offline and does not spin; back online it reconnects.
+  await context.setOffline(true);
+  await page.evaluate(() => window.herald.client.stream.destroy());
+  await page.waitForSelector('#status[data-state="offline"]', { timeout: 10_000 });
+  await context.setOffline(false);
+  await waitConnected(page);
+  const after = eventId();
+  await post({ type: 'x.back-online', id: after, channel, seq: 2 });
+  await page.locator(`#events li[data-event-id="${after}"]`).waitFor({ timeout: 10_000 });
+  assert.deepEqual(errors.filter((e) => !/ERR_INTERNET_DISCONNECTED/.test(e)), []);
+  await context.close();
+});
