@@ -500,3 +500,23 @@ func TestSDKLongPollWakesOnSend(t *testing.T) {
 		t.Fatalf("queue-default long poll returned %+v", out)
 	}
 }
+
+func TestRetentionExpiry(t *testing.T) {
+	svc, _, c := startTestServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	url := createQueue(t, c, "short", map[string]string{"MessageRetentionPeriod": "60"})
+	if _, err := c.SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("old")}); err != nil {
+		t.Fatal(err)
+	}
+	svc.expire(time.Now()) // not yet due
+	checkCounts(t, c, url, 1, 0, 0)
+	svc.expire(time.Now().Add(61 * time.Second)) // what Run does once a second
+	checkCounts(t, c, url, 0, 0, 0)
+
+	done := make(chan error)
+	go func() { done <- svc.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v after cancel, want nil", err)
+	}
+}
