@@ -106,9 +106,9 @@ test('the demo page connects, shows events live and renders job cards', async ()
   await page.locator(`.job[data-job-id="${jobId}"][data-state="progress"]`).waitFor({ timeout: 10_000 });
   assert.match(await card.textContent(), /1 of 3/);
   const outputs = [
-    { name: 'thumb-256', key: `converted/demo/${channel}/${jobId}/thumb-256.webp`, url: `${mediaURL}/thumb-256.png`, contentType: 'image/png', width: 256, height: 171, bytes: 9876 },
+    { name: 'thumb-256', key: `converted/demo/${channel}/${jobId}/thumb-256.png`, url: `${mediaURL}/thumb-256.png`, contentType: 'image/png', width: 256, height: 171, bytes: 9876 },
     { name: 'waveform', key: `converted/demo/${channel}/${jobId}/waveform.png`, url: `${mediaURL}/waveform.png`, contentType: 'image/png', width: 600, height: 120, bytes: 5120 },
-    { name: 'preview', key: `converted/demo/${channel}/${jobId}/preview.mp3`, url: `${mediaURL}/audio.wav`, contentType: 'audio/wav', duration: 1.5, bytes: 66194 },
+    { name: 'preview', key: `converted/demo/${channel}/${jobId}/preview.wav`, url: `${mediaURL}/audio.wav`, contentType: 'audio/wav', duration: 1.5, bytes: 66194 },
   ];
   await post({ type: 'job.completed', id: eventId(), jobId, channel, seq: 4, outputs });
   await post({ type: 'job.progress', id: eventId(), jobId, channel, seq: 3, progress: { done: 2, total: 3 } });

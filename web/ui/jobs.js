@@ -168,11 +168,15 @@ function renderOutput(o) {
     formatDuration(o),
     Number.isFinite(o.bytes) ? formatBytes(o.bytes) : null,
   ].filter(Boolean);
+  // Very wide images (waveforms) get a whole row so they stay readable.
+  const wide = type.startsWith('image/') && o.width > 0 && o.height > 0 && o.width / o.height >= 3;
+  // Outputs of one name may come in several formats: show the file name.
+  const label = filenameFromKey(o.key) || o.name || 'output';
   return h(
     'figure',
-    { class: `output output-${type.split('/')[0] || 'file'}`, dataset: { name: o.name ?? '', contentType: type } },
+    { class: `output output-${type.split('/')[0] || 'file'}${wide ? ' output-wide' : ''}`, dataset: { name: o.name ?? '', contentType: type } },
     media,
-    h('figcaption', null, h('strong', null, o.name ?? 'output'), h('span', { class: 'facts' }, facts.join(' · '))),
+    h('figcaption', null, h('strong', { title: o.name ?? '' }, label), h('span', { class: 'facts' }, facts.join(' · '))),
   );
 }
 
