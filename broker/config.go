@@ -46,10 +46,10 @@ const (
 	// DefaultConnectTimeout is how long a new connection may take to send
 	// its CONNECT packet.
 	DefaultConnectTimeout = 10 * time.Second
-	// DefaultReadBufferSize is the per-connection MQTT read buffer. Browser
-	// and service packets are small; larger packets are read in several
-	// calls, which costs little, while every idle connection keeps the buffer.
-	DefaultReadBufferSize = 512
+	// DefaultReadBufferSize is the per-connection MQTT read buffer. It only
+	// batches fixed headers and small packets: a larger body is read
+	// straight into its own slice. Every idle connection keeps it.
+	DefaultReadBufferSize = 128
 	// DefaultWriteBufferSize is the buffer used while outbound packets queue
 	// up behind each other.
 	DefaultWriteBufferSize = 1024

@@ -278,14 +278,20 @@ func packet(typ byte, body []byte) []byte {
 	return append(append([]byte{typ}, remLen(len(body))...), body...)
 }
 
-// rawConnect builds a CONNECT for protocol level version (4 or 5).
+// rawConnect builds a CONNECT for protocol level version (4 or 5) with a
+// 60 s keep-alive.
 func rawConnect(version byte, clientID, user, pass string, clean bool) []byte {
+	return rawConnectKA(version, clientID, user, pass, clean, 60)
+}
+
+func rawConnectKA(version byte, clientID, user, pass string, clean bool, keepAlive uint16) []byte {
 	body := mqttString(nil, "MQTT")
 	flags := byte(0xC0)
 	if clean {
 		flags |= 0x02
 	}
-	body = append(body, version, flags, 0, 60)
+	body = append(body, version, flags)
+	body = binary.BigEndian.AppendUint16(body, keepAlive)
 	if version == 5 {
 		body = append(body, 0) // no properties
 	}

@@ -3,6 +3,7 @@ package broker
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -17,11 +18,16 @@ import (
 // DISCONNECT 0x95) before the WebSocket limit would cut the stream.
 const wsSlack = 4 << 10
 
-// wsBufferSize sizes the WebSocket layer's own read and write buffers.
+// wsBufferSize sizes the WebSocket layer's read buffer (frame headers and
+// small frames; larger reads bypass it) and wsWriteBufferSize its write
+// buffer (one small MQTT packet goes out in one write).
 // net/http hands a hijacked connection 4 KiB + 4 KiB of buffers, which an
 // idle connection would keep for its whole life; MQTT control packets are a
 // few bytes and larger payloads pass the buffer by.
-const wsBufferSize = 512
+const (
+	wsBufferSize      = 128
+	wsWriteBufferSize = 512
+)
 
 // WebSocketHandler serves MQTT over WebSocket (GET /mqtt, subprotocol
 // "mqtt", binary frames). It refuses before the upgrade: a browser Origin
@@ -73,7 +79,9 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// NetConn lifts the read limit; MQTT packets have their own.
-	nc := websocket.NetConn(b.ctx, ws, websocket.MessageBinary)
+	// Not bound to a context: a parent context would keep two children per
+	// connection. Shutdown closes connections itself (closeLive).
+	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
 	ws.SetReadLimit(int64(b.cfg.MaxPacketSize) + wsSlack)
 
 	c := b.newConn(nc, origin, func() error { return b.closeWebSocket(ws, nc) })
@@ -134,7 +142,7 @@ func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// connection, keeping only what is buffered.
 	n := brw.Reader.Buffered()
 	if n == 0 {
-		return c, bufio.NewReadWriter(bufio.NewReaderSize(c, wsBufferSize), bufio.NewWriterSize(c, wsBufferSize)), nil
+		return c, bufio.NewReadWriter(bufio.NewReaderSize(c, wsBufferSize), bufio.NewWriterSize(c, wsWriteBufferSize)), nil
 	}
 	early, _ := brw.Reader.Peek(n)
 	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), c), max(wsBufferSize, n))
@@ -142,5 +150,5 @@ func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		_ = c.Close()
 		return nil, nil, fmt.Errorf("hijack rebuffer: %w", err)
 	}
-	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, wsBufferSize)), nil
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, wsWriteBufferSize)), nil
 }
