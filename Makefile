@@ -10,7 +10,8 @@ RUN_PKGS := libvips-tools ffmpeg
 TEST_PKGS := $(RUN_PKGS) mosquitto chromium awscli procps
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './node_modules/*' 2>/dev/null)
-UI_SOURCES := $(wildcard web/ui/*) $(wildcard web/static/*.html) package.json package-lock.json
+UI_SOURCES := $(wildcard web/ui/*) package.json package-lock.json
+STATIC_FILES := $(shell find web/static -type f -not -path 'web/static/dist/*' 2>/dev/null)
 
 .PHONY: run test build deps-run deps-test bundle vet gotest fuzz jstest bench clean
 
@@ -23,7 +24,7 @@ test: deps-test bundle vet gotest fuzz jstest
 
 build: $(BIN)
 
-$(BIN): $(GO_SOURCES) go.mod go.sum web/static/dist/app.js
+$(BIN): $(GO_SOURCES) go.mod go.sum web/static/dist/app.js $(STATIC_FILES)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/herald
 
 deps-run:
