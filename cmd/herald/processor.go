@@ -2,9 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/heraldgw/herald/bridge"
+	"github.com/heraldgw/herald/processor"
+	"github.com/heraldgw/herald/processor/convert"
 	"github.com/heraldgw/herald/web"
 )
 
@@ -12,5 +21,110 @@ import (
 // offers browsers and services (upload grants, job submission). Without the
 // processor role a web process still grants uploads (it needs S3 only).
 func startProcessor(ctx context.Context, cfg *Config, p *parts, clients *awsClients, pub bridge.Publisher, log *slog.Logger) (web.Uploader, web.JobSubmitter, error) {
-	return nil, nil, nil
+	pipelines := convert.DefaultPipelines()
+	presign := s3.NewPresignClient(clients.S3)
+	intake, err := processor.NewIntake(processor.IntakeConfig{
+		S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
+		Bucket: clients.Bucket, Pipelines: pipelines, Logger: log.With("part", "intake"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.has("processor") {
+		if pub == nil {
+			return nil, nil, errors.New("the processor role publishes job events through the broker role's embedded broker; run it with --roles broker,processor (an external bridge is not wired yet)")
+		}
+		tun, err := processorTuning(os.Getenv)
+		if err != nil {
+			return nil, nil, err
+		}
+		eng, err := convert.New(ctx, convert.Config{Pipelines: pipelines}, log.With("part", "convert"))
+		if err != nil {
+			return nil, nil, err
+		}
+		proc, err := processor.New(processor.Config{
+			S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
+			Bucket: clients.Bucket, Converter: eng, Pipelines: pipelines, Publisher: pub,
+			Workers: tun.workers, Visibility: tun.visibility, DrainTimeout: cfg.ShutdownTimeout,
+			Logger: log.With("part", "processor"),
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		p.run(ctx, "processor", log, proc.Run)
+	}
+	return uploads{intake}, jobs{intake}, nil
+}
+
+// tuning holds processor settings that config.go does not carry yet.
+type tuning struct {
+	workers    int
+	visibility time.Duration
+}
+
+// processorTuning reads HERALD_PROCESSOR_WORKERS (default: one per CPU) and
+// HERALD_PROCESSOR_VISIBILITY (a Go duration, default 60s: how long a
+// killed processor's step stays invisible before another one redoes it).
+func processorTuning(getenv func(string) string) (tuning, error) {
+	var t tuning
+	if v := getenv("HERALD_PROCESSOR_WORKERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return t, fmt.Errorf("HERALD_PROCESSOR_WORKERS=%q: want a positive integer", v)
+		}
+		t.workers = n
+	}
+	if v := getenv("HERALD_PROCESSOR_VISIBILITY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return t, fmt.Errorf("HERALD_PROCESSOR_VISIBILITY=%q: want a duration of at least 1s", v)
+		}
+		t.visibility = d
+	}
+	return t, nil
+}
+
+// uploads adapts the intake to web.Uploader.
+type uploads struct{ in *processor.Intake }
+
+var _ web.Uploader = uploads{}
+
+func (u uploads) GrantUpload(ctx context.Context, req web.UploadRequest) (web.UploadGrant, error) {
+	g, err := u.in.GrantUpload(ctx, processor.UploadRequest{
+		App: req.App, Channel: req.Channel, Filename: req.Filename, ContentType: req.ContentType,
+		Size: req.Size, MaxBytes: req.MaxBytes,
+	})
+	if err != nil {
+		return web.UploadGrant{}, webError(err)
+	}
+	return web.UploadGrant{JobID: g.JobID, Key: g.Key, URL: g.URL, Fields: g.Fields, MaxBytes: g.MaxBytes, ExpiresAt: g.ExpiresAt}, nil
+}
+
+// jobs adapts the intake to web.JobSubmitter.
+type jobs struct{ in *processor.Intake }
+
+var _ web.JobSubmitter = jobs{}
+
+func (j jobs) SubmitJob(ctx context.Context, req web.JobRequest) (string, error) {
+	id, err := j.in.SubmitJob(ctx, processor.JobRequest{App: req.App, Channel: req.Channel, Bucket: req.Bucket, Key: req.Key})
+	if err != nil {
+		return "", webError(err)
+	}
+	return id, nil
+}
+
+// webError translates the intake's errors into API errors; anything else
+// stays an internal error.
+func webError(err error) error {
+	switch {
+	case errors.Is(err, processor.ErrUnsupportedFormat):
+		return &web.Error{Code: web.CodeUnsupportedType, Message: "this file type is not converted here", Err: err}
+	case errors.Is(err, processor.ErrTooLarge):
+		return &web.Error{Code: web.CodeTooLarge, Message: err.Error(), Err: err}
+	case errors.Is(err, processor.ErrInvalid):
+		return &web.Error{Code: web.CodeBadRequest, Message: err.Error(), Err: err}
+	case errors.Is(err, processor.ErrNotFound):
+		return &web.Error{Code: web.CodeNotFound, Message: err.Error(), Err: err}
+	}
+	return err
 }

@@ -1,0 +1,38 @@
+// Package processor turns uploads into converted outputs and tells the
+// uploader's browser about it.
+//
+// [Intake] starts jobs: GrantUpload presigns a browser POST straight to
+// uploads/{app}/{channel}/{jobId}/{filename}; SubmitJob enqueues an object
+// that is already in S3. It needs S3 (and SQS for SubmitJob) but no
+// converter, so any web process can run it.
+//
+// [Processor] consumes the queue S3 notifies: long polling, a bounded pool
+// of workers, a visibility heartbeat while a step runs, deletion only once
+// a step's outputs are stored and its event published, and a drain on
+// shutdown. A job is a chain of state messages ([State]) on the same queue:
+//
+//  1. the upload's S3 event (or a submitted start state) runs the start
+//     step: sniff the input's first bytes (the declared name and type are
+//     never trusted), pick the pipeline, publish job.accepted (seq 1) and
+//     enqueue one output step per output;
+//  2. each output step downloads the input to its own work dir, converts
+//     it, stores converted/{app}/{channel}/{jobId}/{output file}, writes
+//     the output's marker and publishes job.progress (seq 1+done);
+//  3. the step that finds every marker present completes the job: it
+//     creates the job's final marker with a conditional write and
+//     publishes job.completed (seq total+2, retained) with presigned
+//     output URLs. A conversion failure ends the job the same way with
+//     job.failed carrying the converter's code, so the two are exclusive.
+//
+// Event ids come from event.StableID(jobId, step, type), so a repeated step
+// republishes the same ids. Every step is idempotent: output keys are
+// deterministic, overwrites are harmless and markers are conditional. A
+// processor killed mid-step leaves its message invisible until the last
+// heartbeat's timeout runs out; then any processor reruns the step.
+//
+// Messages that are not job states or S3 events of an accepted shape are
+// logged and left alone, so the queue's redrive policy moves them to the
+// dead-letter queue; s3:TestEvent messages are deleted.
+//
+// External converters finish a job by writing a [Manifest].
+package processor

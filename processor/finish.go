@@ -1,0 +1,254 @@
+package processor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/processor/convert"
+)
+
+// A job ends exactly once. Whoever ends it (the last output step, a
+// failing step, or an external converter's manifest) first writes the
+// job's final marker with If-None-Match: *, holding the final event and
+// the writer's step id, and only then publishes. S3 lets one such write
+// win; a loser whose step id differs does nothing, while the winner's own
+// retry (after a crash between write and publish) finds its id in the
+// marker and publishes the stored event again, with the same event id.
+// So job.completed and job.failed are exclusive and published at least
+// once, and clients dedupe on the id.
+
+// finalMarker is the body of a job's final marker.
+type finalMarker struct {
+	Writer string          `json:"writer"`
+	Event  *event.Envelope `json:"event"`
+}
+
+func (p *Processor) jobMarkerPrefix(k JobKey) string { return p.cfg.MarkerPrefix + k.path() }
+
+func (p *Processor) outputMarkerKey(k JobKey, file string) string {
+	return p.jobMarkerPrefix(k) + "outputs/" + file + ".json"
+}
+
+func (p *Processor) finalMarkerKey(k JobKey) string { return p.jobMarkerPrefix(k) + "final.json" }
+
+// replayFinal checks whether the job already ended. If this step ended it
+// (and crashed before its message was deleted) the final event is
+// published again. ended means there is nothing left to do.
+func (p *Processor) replayFinal(ctx context.Context, st *State) (ended bool, err error) {
+	fm, err := p.readFinal(ctx, st.job())
+	if err != nil || fm == nil {
+		return false, err
+	}
+	if fm.Writer == st.stepID() {
+		return true, p.publish(ctx, fm.Event)
+	}
+	p.log.LogAttrs(ctx, slog.LevelDebug, "job already ended; step skipped", slog.String("job", st.JobID),
+		slog.String("step", st.stepID()), slog.String("ended_by", fm.Writer))
+	return true, nil
+}
+
+// readFinal returns the job's final marker, or nil if the job has not
+// ended.
+func (p *Processor) readFinal(ctx context.Context, k JobKey) (*finalMarker, error) {
+	var fm finalMarker
+	found, err := p.getJSON(ctx, p.finalMarkerKey(k), &fm)
+	if err != nil || !found {
+		return nil, err
+	}
+	if fm.Event == nil {
+		return nil, fmt.Errorf("final marker of job %s has no event", k.JobID)
+	}
+	return &fm, nil
+}
+
+// end writes the final marker for e and publishes e, unless another
+// step ended the job first.
+func (p *Processor) end(ctx context.Context, k JobKey, writer string, e *event.Envelope) error {
+	err := p.putJSON(ctx, p.finalMarkerKey(k), finalMarker{Writer: writer, Event: e}, true)
+	switch {
+	case isPreconditionFailed(err):
+		fm, err := p.readFinal(ctx, k)
+		if err != nil {
+			return err
+		}
+		if fm == nil || fm.Writer != writer {
+			p.log.LogAttrs(ctx, slog.LevelInfo, "job already ended by another step", slog.String("job", k.JobID),
+				slog.String("step", writer), slog.String("type", e.Type))
+			return nil
+		}
+		e = fm.Event
+	case err != nil:
+		return err
+	}
+	if err := p.publish(ctx, e); err != nil {
+		return err
+	}
+	attrs := []slog.Attr{slog.String("job", k.JobID), slog.String("app", k.App), slog.String("channel", k.Channel),
+		slog.String("type", e.Type), slog.String("event_id", e.ID)}
+	if e.Error != nil {
+		attrs = append(attrs, slog.String("code", e.Error.Code), slog.String("error", e.Error.Message))
+	}
+	p.log.LogAttrs(ctx, slog.LevelInfo, "job ended", attrs...)
+	return nil
+}
+
+// fail ends the job with job.failed. Conversion failures are
+// deterministic, so the step's message is deleted after this returns nil.
+func (p *Processor) fail(ctx context.Context, st *State, code convert.Code, msg string) error {
+	e := p.envelope(st, event.TypeFailed, st.stepID(), int64(len(st.Outputs)+2), nil)
+	e.Error = &event.Error{Code: string(code), Message: truncate(msg, 1024)}
+	return p.end(ctx, st.job(), st.stepID(), e)
+}
+
+// complete ends the job with job.completed once every output is stored.
+func (p *Processor) complete(ctx context.Context, st *State) error {
+	outs := make([]event.Output, 0, len(st.Outputs))
+	for _, file := range st.Outputs {
+		var o event.Output
+		found, err := p.getJSON(ctx, p.outputMarkerKey(st.job(), file), &o)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("job %s: output marker of %s vanished", st.JobID, file)
+		}
+		outs = append(outs, o)
+	}
+	if err := p.sign(ctx, outs); err != nil {
+		return err
+	}
+	e := p.envelope(st, event.TypeCompleted, st.stepID(), int64(len(st.Outputs)+2), &event.Progress{Done: len(outs), Total: len(st.Outputs)})
+	e.Outputs = outs
+	return p.end(ctx, st.job(), st.stepID(), e)
+}
+
+// countDone counts the job's stored outputs.
+func (p *Processor) countDone(ctx context.Context, st *State) (int, error) {
+	prefix := p.jobMarkerPrefix(st.job()) + "outputs/"
+	stored := map[string]bool{}
+	var token *string
+	for range 100 {
+		out, err := p.cfg.S3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(p.cfg.Bucket), Prefix: aws.String(prefix), ContinuationToken: token})
+		if err != nil {
+			return 0, fmt.Errorf("list output markers %s: %w", prefix, err)
+		}
+		for _, o := range out.Contents {
+			stored[strings.TrimSuffix(strings.TrimPrefix(aws.ToString(o.Key), prefix), ".json")] = true
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			break
+		}
+		token = out.NextContinuationToken
+	}
+	n := 0
+	for _, f := range st.Outputs {
+		if stored[f] {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// sign fills the presigned GET URL of each output.
+func (p *Processor) sign(ctx context.Context, outs []event.Output) error {
+	for i := range outs {
+		req, err := p.cfg.Presigner.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(outs[i].Key)},
+			s3.WithPresignExpires(p.cfg.URLExpiry))
+		if err != nil {
+			return fmt.Errorf("presign %s: %w", outs[i].Key, err)
+		}
+		outs[i].URL = req.URL
+	}
+	return nil
+}
+
+// envelope builds a job event. Its id derives from (job, step, type), so
+// a repeated step publishes the same id.
+func (p *Processor) envelope(st *State, typ, step string, seq int64, prog *event.Progress) *event.Envelope {
+	return &event.Envelope{
+		V: event.Version, Type: typ, ID: event.StableID(st.JobID, step, typ), JobID: st.JobID,
+		App: st.App, Channel: st.Channel, Seq: seq, Time: p.cfg.Now().UTC(),
+		Input:    &event.Object{Bucket: st.Input.Bucket, Key: st.Input.Key, Size: st.Input.Size, ContentType: st.Input.MIME},
+		Progress: prog,
+	}
+}
+
+func (p *Processor) publish(ctx context.Context, e *event.Envelope) error {
+	if err := p.cfg.Publisher.Publish(ctx, e); err != nil {
+		return fmt.Errorf("publish %s of job %s: %w", e.Type, e.JobID, err)
+	}
+	return nil
+}
+
+// putJSON stores v at key in the bucket; ifAbsent makes it a create-only
+// write (If-None-Match: *).
+func (p *Processor) putJSON(ctx context.Context, key string, v any, ifAbsent bool) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	in := &s3.PutObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(b),
+		ContentLength: aws.Int64(int64(len(b))), ContentType: aws.String("application/json")}
+	if ifAbsent {
+		in.IfNoneMatch = aws.String("*")
+	}
+	if _, err := p.cfg.S3.PutObject(ctx, in); err != nil {
+		return fmt.Errorf("put s3://%s/%s: %w", p.cfg.Bucket, key, err)
+	}
+	return nil
+}
+
+// getJSON reads key into v; found is false when it does not exist.
+func (p *Processor) getJSON(ctx context.Context, key string, v any) (found bool, err error) {
+	return getJSON(ctx, p.cfg.S3, p.cfg.Bucket, key, v)
+}
+
+// maxJSON bounds the JSON objects read back (markers, manifests).
+const maxJSON = 1 << 20
+
+func getJSON(ctx context.Context, c S3API, bucket, key string, v any) (bool, error) {
+	b, found, err := getBytes(ctx, c, bucket, key)
+	if err != nil || !found {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode s3://%s/%s: %w", bucket, key, err)
+	}
+	return true, nil
+}
+
+// getBytes reads a small object; found is false when it does not exist.
+func getBytes(ctx context.Context, c S3API, bucket, key string) ([]byte, bool, error) {
+	obj, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	switch {
+	case isNotFound(err):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("get s3://%s/%s: %w", bucket, key, err)
+	}
+	defer obj.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(obj.Body, maxJSON+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("read s3://%s/%s: %w", bucket, key, err)
+	}
+	if len(b) > maxJSON {
+		return nil, false, fmt.Errorf("s3://%s/%s is larger than %d bytes", bucket, key, maxJSON)
+	}
+	return b, true, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

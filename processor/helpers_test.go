@@ -1,0 +1,419 @@
+package processor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/heraldgw/herald/bridge"
+	"github.com/heraldgw/herald/broker"
+	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/localaws"
+	"github.com/heraldgw/herald/processor/convert"
+	"github.com/heraldgw/herald/tenant"
+)
+
+const (
+	testApp    = "demo"
+	testAPIKey = "demo-api-key-0123456789"
+)
+
+// env is a processor wired to real localaws over HTTP and a real embedded
+// broker, with a real MQTT subscriber on the app's topics.
+type env struct {
+	aws      *localaws.Server
+	s3       *s3.Client
+	sqs      *sqs.Client
+	queueURL string
+	dlqURL   string
+	intake   *Intake
+	proc     *Processor
+	events   *recorder
+	logs     *logBuffer
+	channel  string
+	stop     func()
+}
+
+type envOpt func(*Config)
+
+func requireTools(t testing.TB) {
+	t.Helper()
+	for _, tool := range []string{"vips", "vipsheader", "ffmpeg", "ffprobe", "prlimit"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
+
+func newEnv(t testing.TB, opts ...envOpt) *env {
+	t.Helper()
+	requireTools(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	logs := &logBuffer{}
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(logs, testWriter(t)), &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	srv, err := localaws.New(localaws.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	ac := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), BaseEndpoint: aws.String(srv.URL())}
+	e := &env{aws: srv, logs: logs}
+	e.s3 = s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = true })
+	e.sqs = sqs.NewFromConfig(ac)
+	e.queueURL = queueURL(t, e.sqs, localaws.DefaultQueue)
+	e.dlqURL = queueURL(t, e.sqs, localaws.DefaultQueue+"-dlq")
+
+	reg, err := tenant.NewRegistry([]tenant.App{{ID: testApp, APIKey: testAPIKey, Secret: strings.Repeat("s", 32), Origins: []string{"*"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Config{Registry: reg, TCPAddr: "127.0.0.1:0", ConnectRatePerIP: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdone := make(chan error, 1)
+	bctx, bcancel := context.WithCancel(context.Background())
+	go func() { bdone <- b.Run(bctx) }()
+	t.Cleanup(func() { bcancel(); <-bdone })
+	waitUntil(t, 10*time.Second, "broker ready", b.Ready)
+	e.events = subscribe(t, b.TCPAddr().String(), "apps/"+testApp+"/#")
+	if e.channel, err = tenant.NewChannelID(); err != nil {
+		t.Fatal(err)
+	}
+
+	eng, err := convert.New(ctx, convert.Config{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	presign := s3.NewPresignClient(e.s3)
+	cfg := Config{
+		S3: e.s3, Presigner: presign, Queue: e.sqs, QueueURL: e.queueURL, Bucket: localaws.DefaultBucket,
+		Converter: eng, Publisher: bridge.NewEmbedded(b), Logger: log,
+		WaitTime: 2 * time.Second, Visibility: 5 * time.Second, Heartbeat: time.Second, DrainTimeout: 10 * time.Second,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if e.intake, err = NewIntake(IntakeConfig{S3: e.s3, Presigner: presign, Queue: e.sqs, QueueURL: e.queueURL, Bucket: localaws.DefaultBucket, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	if e.proc, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithCancel(context.Background())
+	pdone := make(chan error, 1)
+	go func() { pdone <- e.proc.Run(pctx) }()
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			pcancel()
+			if err := <-pdone; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(e.stop)
+	return e
+}
+
+func queueURL(t testing.TB, c *sqs.Client, name string) string {
+	t.Helper()
+	out, err := c.GetQueueUrl(context.Background(), &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(out.QueueUrl)
+}
+
+// testWriter sends logs to t.Log when -v is given.
+func testWriter(t testing.TB) io.Writer {
+	if !testing.Verbose() {
+		return io.Discard
+	}
+	return writerFunc(func(p []byte) (int, error) { t.Log(strings.TrimSpace(string(p))); return len(p), nil })
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// logBuffer keeps the JSON log lines for assertions.
+type logBuffer struct {
+	mu    sync.Mutex
+	lines []map[string]any
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	var rec map[string]any
+	if json.Unmarshal(p, &rec) == nil {
+		l.mu.Lock()
+		l.lines = append(l.lines, rec)
+		l.mu.Unlock()
+	}
+	return len(p), nil
+}
+
+func (l *logBuffer) matching(f func(map[string]any) bool) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, r := range l.lines {
+		if f(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// recorder collects job events received over MQTT, deduplicated by id.
+type recorder struct {
+	mu     sync.Mutex
+	byJob  map[string][]event.Envelope
+	seen   map[string]int
+	at     map[string]time.Time // event id → first receive time
+	notify chan struct{}
+}
+
+func subscribe(t testing.TB, addr, filter string) *recorder {
+	t.Helper()
+	r := &recorder{byJob: map[string][]event.Envelope{}, seen: map[string]int{}, at: map[string]time.Time{}, notify: make(chan struct{}, 1)}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{
+		Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			r.add(pr.Packet.Payload)
+			return true, nil
+		}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "svc-test", KeepAlive: 60, CleanStart: true,
+		Username: testApp, UsernameFlag: true, Password: []byte(testAPIKey), PasswordFlag: true}); err != nil {
+		t.Fatalf("connect subscriber: %v", err)
+	}
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	return r
+}
+
+func (r *recorder) add(payload []byte) {
+	var e event.Envelope
+	if json.Unmarshal(payload, &e) != nil {
+		return
+	}
+	r.mu.Lock()
+	r.seen[e.ID]++
+	if r.seen[e.ID] == 1 {
+		r.byJob[e.JobID] = append(r.byJob[e.JobID], e)
+		r.at[e.ID] = time.Now()
+	}
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+// final waits for the job's job.completed or job.failed and returns all of
+// its distinct events so far.
+func (r *recorder) final(t testing.TB, jobID string, within time.Duration) (event.Envelope, []event.Envelope) {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		r.mu.Lock()
+		evs := append([]event.Envelope(nil), r.byJob[jobID]...)
+		r.mu.Unlock()
+		for _, e := range evs {
+			if e.Final() {
+				return e, evs
+			}
+		}
+		select {
+		case <-r.notify:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("job %s: no final event within %v; got %+v", jobID, within, evs)
+		}
+	}
+}
+
+func (r *recorder) receivedAt(id string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.at[id]
+}
+
+func waitUntil(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// upload asks the intake for a grant and sends the file as a browser
+// does: multipart/form-data, the grant's fields first, the file last.
+func (e *env) upload(t testing.TB, filename, contentType string, data []byte) string {
+	t.Helper()
+	g, err := e.intake.GrantUpload(context.Background(), UploadRequest{App: testApp, Channel: e.channel, Filename: filename,
+		ContentType: contentType, Size: int64(len(data)), MaxBytes: 200 << 20})
+	if err != nil {
+		t.Fatalf("GrantUpload(%s, %s): %v", filename, contentType, err)
+	}
+	if status, body := browserPost(t, g.URL, g.Fields, filename, data); status != http.StatusNoContent {
+		t.Fatalf("POST %s: %d %s", g.URL, status, body)
+	}
+	return g.JobID
+}
+
+func browserPost(t testing.TB, url string, fields map[string]string, filename string, file []byte) (int, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		if err := mw.WriteField(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fw, err := mw.CreateFormFile("file", filename)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write(file)
+	mw.Close()
+	req, _ := http.NewRequest(http.MethodPost, url, &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// putUpload stores data under an upload key directly (as a service with
+// S3 access would), bypassing the grant's checks.
+func (e *env) putUpload(t testing.TB, filename string, data []byte) string {
+	t.Helper()
+	jobID, err := NewJobID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := JobKey{App: testApp, Channel: e.channel, JobID: jobID}.UploadKey(filename)
+	if _, err := e.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(localaws.DefaultBucket), Key: aws.String(key),
+		Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data)))}); err != nil {
+		t.Fatal(err)
+	}
+	return jobID
+}
+
+// checkOutputs fetches every output through its presigned URL, as the
+// browser would, and checks type and size.
+func checkOutputs(t testing.TB, e event.Envelope) {
+	t.Helper()
+	if len(e.Outputs) == 0 {
+		t.Fatalf("job %s completed without outputs", e.JobID)
+	}
+	for _, o := range e.Outputs {
+		resp, err := http.Get(o.URL)
+		if err != nil {
+			t.Fatalf("GET %s: %v", o.Key, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode != http.StatusOK:
+			t.Errorf("GET %s: status %d", o.Key, resp.StatusCode)
+		case resp.Header.Get("Content-Type") != o.ContentType:
+			t.Errorf("%s: Content-Type %q, event says %q", o.Key, resp.Header.Get("Content-Type"), o.ContentType)
+		case int64(len(b)) != o.Bytes || o.Bytes == 0:
+			t.Errorf("%s: %d bytes, event says %d", o.Key, len(b), o.Bytes)
+		}
+	}
+}
+
+func runTool(t testing.TB, argv ...string) {
+	t.Helper()
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", argv, err, out)
+	}
+}
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// genImage writes a w×h image in the format dir/name's extension names.
+func genImage(t testing.TB, dir, name string, w, h int) []byte {
+	t.Helper()
+	src := filepath.Join(dir, name+".v")
+	runTool(t, "vips", "xyz", src, fmt.Sprint(w), fmt.Sprint(h))
+	out := filepath.Join(dir, name)
+	runTool(t, "vips", "cast", src, out, "uchar")
+	return readFile(t, out)
+}
+
+// genNoise writes a photo-like (high entropy) w×h RGB image.
+func genNoise(t testing.TB, dir, name string, w, h int) []byte {
+	t.Helper()
+	g := filepath.Join(dir, name+".g.v")
+	runTool(t, "vips", "gaussnoise", g, fmt.Sprint(w), fmt.Sprint(h), "--sigma", "60")
+	c := filepath.Join(dir, name+".c.v")
+	runTool(t, "vips", "cast", g, c, "uchar")
+	src := filepath.Join(dir, name+".src.v")
+	runTool(t, "vips", "bandjoin", c+" "+c+" "+c, src)
+	out := filepath.Join(dir, name)
+	runTool(t, "vips", "copy", src, out)
+	for _, f := range []string{g, c, src} {
+		os.Remove(f)
+	}
+	return readFile(t, out)
+}
+
+// genAudio writes secs seconds of a sine tone in the format of name's
+// extension.
+func genAudio(t testing.TB, dir, name string, secs float64) []byte {
+	t.Helper()
+	out := filepath.Join(dir, name)
+	runTool(t, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+		"-i", fmt.Sprintf("sine=frequency=440:sample_rate=44100:duration=%g", secs), "-ac", "2", out)
+	return readFile(t, out)
+}

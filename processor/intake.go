@@ -1,0 +1,262 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/heraldgw/herald/processor/convert"
+	"github.com/heraldgw/herald/processor/sniff"
+	"github.com/heraldgw/herald/tenant"
+)
+
+// Errors of the intake, tested with errors.Is.
+var (
+	// ErrUnsupportedFormat: the declared content type is not one any
+	// pipeline takes.
+	ErrUnsupportedFormat = errors.New("unsupported format")
+	// ErrTooLarge: the declared size exceeds the limit.
+	ErrTooLarge = errors.New("too large")
+	// ErrInvalid: a request field is missing or malformed.
+	ErrInvalid = errors.New("invalid request")
+	// ErrNotFound: the object to convert does not exist.
+	ErrNotFound = errors.New("object not found")
+)
+
+// Upload expiry bounds.
+const (
+	DefaultUploadExpiry = 10 * time.Minute
+	MaxUploadExpiry     = 15 * time.Minute
+)
+
+// IntakeConfig configures an [Intake]. Zero fields get the documented
+// defaults.
+type IntakeConfig struct {
+	// S3 and Presigner reach the bucket; Queue and QueueURL the job queue.
+	// S3 and Queue are only needed for SubmitJob.
+	S3        S3API
+	Presigner Presigner
+	Queue     Queue
+	QueueURL  string
+	// Bucket receives uploads. Required.
+	Bucket string
+	// Pipelines decide which declared content types are accepted; nil
+	// means convert.DefaultPipelines().
+	Pipelines []convert.Pipeline
+	// UploadExpiry is how long a grant is valid: default 10 min, at most
+	// 15 min.
+	UploadExpiry time.Duration
+	Logger       *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Intake starts jobs: it grants direct browser uploads and enqueues
+// conversions of objects already in S3. It needs no converter, so a
+// web-only process can run it.
+type Intake struct {
+	cfg IntakeConfig
+	log *slog.Logger
+}
+
+// NewIntake checks cfg and returns an Intake.
+func NewIntake(cfg IntakeConfig) (*Intake, error) {
+	if cfg.Presigner == nil || cfg.Bucket == "" {
+		return nil, errors.New("processor intake: Presigner and Bucket are required")
+	}
+	if cfg.Pipelines == nil {
+		cfg.Pipelines = convert.DefaultPipelines()
+	}
+	if cfg.UploadExpiry <= 0 {
+		cfg.UploadExpiry = DefaultUploadExpiry
+	}
+	cfg.UploadExpiry = min(cfg.UploadExpiry, MaxUploadExpiry)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Intake{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// UploadRequest asks for an upload grant.
+type UploadRequest struct {
+	App, Channel string
+	Filename     string
+	ContentType  string
+	Size         int64
+	// MaxBytes is the app's upload limit; the grant's content-length-range
+	// ends there.
+	MaxBytes int64
+}
+
+// UploadGrant is a presigned POST: the browser sends Fields and then the
+// file as multipart/form-data to URL.
+type UploadGrant struct {
+	JobID       string
+	Key         string
+	URL         string
+	Fields      map[string]string
+	ContentType string
+	MaxBytes    int64
+	ExpiresAt   time.Time
+}
+
+// GrantUpload checks the request and presigns a POST for exactly
+// uploads/{app}/{channel}/{jobId}/{safe filename}, with the content type
+// fixed and the size bounded to [1, MaxBytes].
+func (in *Intake) GrantUpload(ctx context.Context, req UploadRequest) (UploadGrant, error) {
+	switch {
+	case req.Filename == "":
+		return UploadGrant{}, fmt.Errorf("filename is required: %w", ErrInvalid)
+	case req.Size <= 0:
+		return UploadGrant{}, fmt.Errorf("size %d: must be the file's size in bytes: %w", req.Size, ErrInvalid)
+	case req.MaxBytes <= 0:
+		return UploadGrant{}, fmt.Errorf("no upload limit for app %q: %w", req.App, ErrInvalid)
+	case req.Size > req.MaxBytes:
+		return UploadGrant{}, fmt.Errorf("file of %d bytes exceeds the limit of %d: %w", req.Size, req.MaxBytes, ErrTooLarge)
+	}
+	jobID, err := NewJobID()
+	if err != nil {
+		return UploadGrant{}, err
+	}
+	k := JobKey{App: req.App, Channel: req.Channel, JobID: jobID}
+	if !k.valid() {
+		return UploadGrant{}, fmt.Errorf("app %q or channel %q is not a valid id: %w", req.App, req.Channel, ErrInvalid)
+	}
+	name := SafeFilename(req.Filename)
+	key := k.UploadKey(name)
+	ct := canonicalType(req.ContentType, name)
+	if _, err := convert.SelectPipeline(in.cfg.Pipelines, key, ct); err != nil {
+		return UploadGrant{}, fmt.Errorf("content type %q of %q: %w", req.ContentType, req.Filename, ErrUnsupportedFormat)
+	}
+	expiry := in.cfg.UploadExpiry
+	post, err := in.cfg.Presigner.PresignPostObject(ctx, &s3.PutObjectInput{Bucket: aws.String(in.cfg.Bucket), Key: aws.String(key)},
+		func(o *s3.PresignPostOptions) {
+			o.Expires = expiry
+			o.Conditions = []any{
+				[]any{"content-length-range", 1, req.MaxBytes},
+				[]any{"eq", "$Content-Type", ct},
+			}
+		})
+	if err != nil {
+		return UploadGrant{}, fmt.Errorf("presign upload %s: %w", key, err)
+	}
+	fields := make(map[string]string, len(post.Values)+1)
+	for k, v := range post.Values {
+		fields[k] = v
+	}
+	fields["Content-Type"] = ct
+	in.log.LogAttrs(ctx, slog.LevelInfo, "upload granted", slog.String("app", req.App), slog.String("channel", req.Channel),
+		slog.String("job", jobID), slog.String("key", key), slog.String("content_type", ct), slog.Int64("size", req.Size))
+	return UploadGrant{
+		JobID: jobID, Key: key, URL: post.URL, Fields: fields, ContentType: ct,
+		MaxBytes: req.MaxBytes, ExpiresAt: in.cfg.Now().Add(expiry).UTC(),
+	}, nil
+}
+
+// JobRequest asks to convert an object already in S3 for a channel.
+type JobRequest struct {
+	App, Channel string
+	Bucket, Key  string
+}
+
+// SubmitJob checks that the object exists and enqueues its job; the
+// consumer then runs it as it would an upload. It returns the job id.
+func (in *Intake) SubmitJob(ctx context.Context, req JobRequest) (string, error) {
+	if in.cfg.S3 == nil || in.cfg.Queue == nil {
+		return "", errors.New("processor intake: S3 and Queue are required to submit jobs")
+	}
+	switch {
+	case !tenant.ValidChannelID(req.Channel):
+		return "", fmt.Errorf("channel %q is not a channel id: %w", req.Channel, ErrInvalid)
+	case req.Bucket == "" || req.Key == "":
+		return "", fmt.Errorf("bucket and key are required: %w", ErrInvalid)
+	}
+	head, err := in.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(req.Bucket), Key: aws.String(req.Key)})
+	switch {
+	case isNotFound(err):
+		return "", fmt.Errorf("s3://%s/%s: %w", req.Bucket, req.Key, ErrNotFound)
+	case err != nil:
+		return "", fmt.Errorf("head s3://%s/%s: %w", req.Bucket, req.Key, err)
+	}
+	jobID, err := NewJobID()
+	if err != nil {
+		return "", err
+	}
+	st := &State{
+		Herald: stateMarker, V: stateVersion, App: req.App, Channel: req.Channel, JobID: jobID,
+		Step: StepStart, Source: SourceSubmit,
+		Input: StateInput{Bucket: req.Bucket, Key: req.Key, Size: aws.ToInt64(head.ContentLength)},
+	}
+	if err := st.validate(); err != nil {
+		return "", fmt.Errorf("%w: %w", err, ErrInvalid)
+	}
+	if err := sendState(ctx, in.cfg.Queue, in.cfg.QueueURL, st); err != nil {
+		return "", err
+	}
+	in.log.LogAttrs(ctx, slog.LevelInfo, "job submitted", slog.String("app", req.App), slog.String("channel", req.Channel),
+		slog.String("job", jobID), slog.String("bucket", req.Bucket), slog.String("key", req.Key))
+	return jobID, nil
+}
+
+func sendState(ctx context.Context, q Queue, url string, st *State) error {
+	body, err := st.Encode()
+	if err != nil {
+		return err
+	}
+	if _, err := q.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(string(body))}); err != nil {
+		return fmt.Errorf("enqueue job %s step %s: %w", st.JobID, st.stepID(), err)
+	}
+	return nil
+}
+
+// typeAliases maps the types browsers declare onto the sniffer's
+// canonical names.
+var typeAliases = map[string]string{
+	"image/jpg": sniff.JPEG, "image/pjpeg": sniff.JPEG,
+	"image/x-png": sniff.PNG, "image/tif": sniff.TIFF, "image/x-tiff": sniff.TIFF,
+	"image/psd": sniff.PSD, "image/x-photoshop": sniff.PSD, "application/x-photoshop": sniff.PSD, "application/photoshop": sniff.PSD,
+	"image/heic-sequence": sniff.HEIC, "image/heif-sequence": sniff.HEIF,
+	"audio/x-wav": sniff.WAV, "audio/wave": sniff.WAV, "audio/vnd.wave": sniff.WAV,
+	"audio/x-flac": sniff.FLAC, "audio/x-aiff": sniff.AIFF, "audio/aif": sniff.AIFF,
+	"audio/mp3": sniff.MP3, "audio/x-mp3": sniff.MP3, "audio/mpeg3": sniff.MP3, "audio/x-mpeg": sniff.MP3,
+	"audio/x-m4a": sniff.M4A, "audio/m4a": sniff.M4A, "audio/aac": sniff.M4A, "audio/x-aac": sniff.M4A,
+	"application/ogg": sniff.OGG, "audio/vorbis": sniff.OGG, "audio/opus": sniff.OGG,
+}
+
+// extTypes guesses a type from the extension when the browser declared
+// none (it does so for types its OS does not know, e.g. .psd or .heic).
+var extTypes = map[string]string{
+	"jpg": sniff.JPEG, "jpeg": sniff.JPEG, "png": sniff.PNG, "webp": sniff.WebP, "gif": sniff.GIF,
+	"tif": sniff.TIFF, "tiff": sniff.TIFF, "psd": sniff.PSD, "heic": sniff.HEIC, "heif": sniff.HEIF,
+	"avif": sniff.AVIF, "pdf": sniff.PDF, "svg": sniff.SVG, "wav": sniff.WAV, "flac": sniff.FLAC,
+	"aif": sniff.AIFF, "aiff": sniff.AIFF, "mp3": sniff.MP3, "ogg": sniff.OGG, "oga": sniff.OGG,
+	"opus": sniff.OGG, "m4a": sniff.M4A,
+}
+
+// canonicalType is the declared type in the sniffer's vocabulary. It only
+// decides whether a grant is given and what Content-Type the object gets;
+// the consumer sniffs the bytes and ignores it.
+func canonicalType(declared, filename string) string {
+	t := strings.ToLower(strings.TrimSpace(declared))
+	if i := strings.IndexByte(t, ';'); i >= 0 {
+		t = strings.TrimSpace(t[:i])
+	}
+	if t == "" || t == "application/octet-stream" {
+		return extTypes[strings.ToLower(strings.TrimPrefix(path.Ext(filename), "."))]
+	}
+	if a, ok := typeAliases[t]; ok {
+		return a
+	}
+	return t
+}

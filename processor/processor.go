@@ -1,0 +1,282 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/heraldgw/herald/bridge"
+	"github.com/heraldgw/herald/processor/convert"
+)
+
+// Config configures a [Processor]. Zero fields get the documented
+// defaults.
+type Config struct {
+	// S3 reads inputs and writes outputs and markers; Presigner signs the
+	// output URLs in job.completed. Queue and QueueURL are the event
+	// queue, which also carries the job state messages. Required.
+	S3        S3API
+	Presigner Presigner
+	Queue     Queue
+	QueueURL  string
+	// Bucket receives outputs and job markers. Required.
+	Bucket string
+	// Converter makes outputs. Required (typically a *convert.Engine).
+	Converter convert.Converter
+	// Pipelines route inputs to outputs; nil means
+	// convert.DefaultPipelines(). Use the same list the Converter was
+	// built with.
+	Pipelines []convert.Pipeline
+	// Publisher delivers job events. Required.
+	Publisher bridge.Publisher
+
+	// Workers is how many messages are handled at once; default
+	// runtime.NumCPU().
+	Workers int
+	// MaxMessages is the most messages one receive asks for (1-10);
+	// default 10.
+	MaxMessages int
+	// WaitTime is the long-poll wait of a receive; default 20 s.
+	WaitTime time.Duration
+	// Visibility is the visibility timeout a running step keeps renewing
+	// on its message; default 60 s. After a crash the message reappears
+	// at most this long after the last renewal.
+	Visibility time.Duration
+	// Heartbeat is how often the visibility is renewed; default
+	// Visibility/3.
+	Heartbeat time.Duration
+	// DrainTimeout bounds shutdown: steps still running after it are
+	// canceled and their messages returned to the queue; default 30 s.
+	DrainTimeout time.Duration
+	// URLExpiry is how long the output URLs in job.completed work;
+	// default 1 h.
+	URLExpiry time.Duration
+	// MarkerPrefix is where per-job markers live in Bucket:
+	// {MarkerPrefix}{app}/{channel}/{jobId}/…; default "herald/jobs/".
+	// Nothing subscribes to it; a lifecycle rule may expire it after a day.
+	MarkerPrefix string
+	// WorkDir is the parent of per-step work dirs; default the system
+	// temp dir.
+	WorkDir string
+	Logger  *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.S3 == nil || c.Presigner == nil || c.Queue == nil || c.QueueURL == "" || c.Bucket == "" || c.Converter == nil || c.Publisher == nil {
+		return c, errors.New("processor: S3, Presigner, Queue, QueueURL, Bucket, Converter and Publisher are required")
+	}
+	if c.Pipelines == nil {
+		c.Pipelines = convert.DefaultPipelines()
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.MaxMessages <= 0 || c.MaxMessages > 10 {
+		c.MaxMessages = 10
+	}
+	if c.WaitTime <= 0 {
+		c.WaitTime = 20 * time.Second
+	}
+	if c.Visibility <= 0 {
+		c.Visibility = time.Minute
+	}
+	c.Visibility = max(c.Visibility.Round(time.Second), time.Second)
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = c.Visibility / 3
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.URLExpiry <= 0 {
+		c.URLExpiry = time.Hour
+	}
+	if c.MarkerPrefix == "" {
+		c.MarkerPrefix = "herald/jobs/"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// Processor consumes the event queue: S3 upload events, job state
+// messages and external converters' manifests. See the package doc.
+type Processor struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg and returns a Processor; Run starts it.
+func New(cfg Config) (*Processor, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Processor{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Run receives and handles messages until ctx ends, then stops receiving
+// and lets running steps finish for up to DrainTimeout; steps still
+// running then are canceled and their messages made visible again, for
+// this or another processor to redo. It returns nil after a drain.
+func (p *Processor) Run(ctx context.Context) error {
+	// Steps run on their own context so that shutdown first stops the
+	// receiving and only later (after the drain deadline) the work.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	slots := make(chan struct{}, p.cfg.Workers)
+	var wg sync.WaitGroup
+	backoff := time.Duration(0)
+	p.log.Info("processor started", "queue", p.cfg.QueueURL, "workers", p.cfg.Workers)
+receive:
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			break receive
+		}
+		n := 1
+	more:
+		for n < min(p.cfg.MaxMessages, p.cfg.Workers) {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		out, err := p.cfg.Queue.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(p.cfg.QueueURL), MaxNumberOfMessages: int32(n),
+			WaitTimeSeconds:             int32(p.cfg.WaitTime / time.Second),
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+		})
+		var msgs []types.Message
+		if err == nil {
+			msgs = out.Messages
+		}
+		for range n - len(msgs) {
+			<-slots
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break receive
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			p.log.Warn("receive failed", "queue", p.cfg.QueueURL, "retry_in", backoff, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				break receive
+			}
+			continue
+		}
+		backoff = 0
+		for _, m := range msgs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				p.handle(work, m)
+			}()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(p.cfg.DrainTimeout):
+		p.log.Warn("drain deadline passed; canceling running steps, their messages return to the queue", "drain_timeout", p.cfg.DrainTimeout)
+		stopWork()
+		<-done
+	}
+	p.log.Info("processor stopped")
+	return nil
+}
+
+// handle runs one message with a visibility heartbeat and deletes it when
+// its work is done.
+func (p *Processor) handle(ctx context.Context, m types.Message) {
+	id := aws.ToString(m.MessageId)
+	run, err := p.route(id, []byte(aws.ToString(m.Body)))
+	if err != nil {
+		// Left alone on purpose, with the queue's own visibility timeout:
+		// after maxReceiveCount receives the redrive policy moves it to the
+		// dead-letter queue.
+		p.log.Warn("malformed message left for the dead-letter queue", "message_id", id,
+			"receive_count", receiveCount(m), "err", err)
+		return
+	}
+	hbCtx, stopHB := context.WithCancel(ctx)
+	var hb sync.WaitGroup
+	hb.Add(1)
+	go func() {
+		defer hb.Done()
+		p.heartbeat(hbCtx, m)
+	}()
+	err = run(ctx)
+	stopHB()
+	hb.Wait()
+	// Deleting and releasing must happen even while shutting down.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	switch {
+	case err == nil:
+		if _, err := p.cfg.Queue.DeleteMessage(bg, &sqs.DeleteMessageInput{QueueUrl: aws.String(p.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
+			p.log.Warn("delete message failed; it will be redelivered and its step repeated", "message_id", id, "err", err)
+		}
+	case ctx.Err() != nil:
+		// Shutdown canceled the step: make the message visible now so
+		// another processor picks it up without waiting.
+		_, _ = p.cfg.Queue.ChangeMessageVisibility(bg, &sqs.ChangeMessageVisibilityInput{
+			QueueUrl: aws.String(p.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+		p.log.Info("step canceled by shutdown; message returned to the queue", "message_id", id, "err", err)
+	default:
+		p.log.Warn("step failed; it will be retried after the visibility timeout", "message_id", id,
+			"receive_count", receiveCount(m), "err", err)
+	}
+}
+
+// heartbeat takes the message for Visibility right away (the queue's own
+// timeout may be shorter) and renews that every Heartbeat until ctx ends.
+func (p *Processor) heartbeat(ctx context.Context, m types.Message) {
+	t := time.NewTicker(p.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		_, err := p.cfg.Queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+			QueueUrl: aws.String(p.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle,
+			VisibilityTimeout: int32(p.cfg.Visibility / time.Second),
+		})
+		if err != nil && ctx.Err() == nil {
+			p.log.Warn("visibility heartbeat failed", "message_id", aws.ToString(m.MessageId), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func receiveCount(m types.Message) int {
+	n, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+	return n
+}
+
+// errMalformed marks a message that can never be handled.
+var errMalformed = errors.New("malformed message")
+
+func malformed(err error) error { return fmt.Errorf("%w: %w", errMalformed, err) }

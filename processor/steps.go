@@ -1,0 +1,204 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/processor/convert"
+	"github.com/heraldgw/herald/processor/sniff"
+)
+
+// start sniffs the input, selects the pipeline, publishes job.accepted and
+// enqueues one output step per output.
+func (p *Processor) start(ctx context.Context, st *State) error {
+	if ended, err := p.replayFinal(ctx, st); ended || err != nil {
+		return err
+	}
+	in := st.Input
+	head, err := p.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(in.Key)})
+	switch {
+	case isNotFound(err):
+		p.log.Warn("input gone before its job started", "job", st.JobID, "bucket", in.Bucket, "key", in.Key)
+		return nil
+	case err != nil:
+		return fmt.Errorf("head input s3://%s/%s: %w", in.Bucket, in.Key, err)
+	}
+	st.Input.Size = aws.ToInt64(head.ContentLength)
+	if st.Input.Size == 0 {
+		return p.fail(ctx, st, convert.CodeCorruptInput, "input is empty")
+	}
+	obj, err := p.cfg.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(in.Key),
+		Range: aws.String(fmt.Sprintf("bytes=0-%d", sniff.HeaderSize-1))})
+	if err != nil {
+		return fmt.Errorf("read head of input s3://%s/%s: %w", in.Bucket, in.Key, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(obj.Body, sniff.HeaderSize))
+	obj.Body.Close()
+	if err != nil {
+		return fmt.Errorf("read head of input s3://%s/%s: %w", in.Bucket, in.Key, err)
+	}
+	typ := sniff.Bytes(b)
+	st.Input.MIME = typ.MIME
+	pl, err := convert.SelectPipeline(p.cfg.Pipelines, p.routeKey(st), typ.MIME)
+	if err != nil {
+		msg := "input type not recognised"
+		if typ.Known() {
+			msg = "no pipeline converts " + typ.MIME
+		}
+		return p.fail(ctx, st, convert.CodeUnsupportedFormat, msg)
+	}
+	st.Pipeline = pl.Name
+	st.Outputs = st.Outputs[:0]
+	for _, o := range pl.Outputs {
+		st.Outputs = append(st.Outputs, o.FileName())
+	}
+	if err := p.publish(ctx, p.envelope(st, event.TypeAccepted, st.stepID(), 1, &event.Progress{Done: 0, Total: len(st.Outputs)})); err != nil {
+		return err
+	}
+	for _, file := range st.Outputs {
+		next := *st
+		next.Step, next.Output = StepOutput, file
+		if err := sendState(ctx, p.cfg.Queue, p.cfg.QueueURL, &next); err != nil {
+			return err
+		}
+	}
+	p.log.LogAttrs(ctx, slog.LevelInfo, "job accepted", slog.String("job", st.JobID), slog.String("key", in.Key),
+		slog.String("type", typ.MIME), slog.String("pipeline", pl.Name), slog.Int("outputs", len(st.Outputs)))
+	return nil
+}
+
+// routeKey is the key pipelines are selected by. A submitted object is
+// routed as if it had been uploaded, since pipelines match upload keys.
+func (p *Processor) routeKey(st *State) string {
+	if st.Source == SourceSubmit {
+		return st.job().UploadKey(SafeFilename(path.Base(st.Input.Key)))
+	}
+	return st.Input.Key
+}
+
+// output makes one output, records it, reports progress and, when it is
+// the last one, completes the job.
+func (p *Processor) output(ctx context.Context, st *State) error {
+	if ended, err := p.replayFinal(ctx, st); ended || err != nil {
+		return err
+	}
+	spec, ok := p.spec(st.Pipeline, st.Output)
+	if !ok {
+		return p.fail(ctx, st, convert.CodeConverterFailed, fmt.Sprintf("pipeline %s has no output %s in this processor's configuration", st.Pipeline, st.Output))
+	}
+	mk := p.outputMarkerKey(st.job(), st.Output)
+	_, err := p.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(mk)})
+	switch {
+	case err == nil:
+		// Made before a crash or by a duplicate step: go straight to the
+		// fan-in.
+	case !isNotFound(err):
+		return fmt.Errorf("head output marker %s: %w", mk, err)
+	default:
+		failed, err := p.convertAndStore(ctx, st, spec, mk)
+		if err != nil || failed {
+			return err
+		}
+	}
+	done, err := p.countDone(ctx, st)
+	if err != nil {
+		return err
+	}
+	if err := p.publish(ctx, p.envelope(st, event.TypeProgress, st.stepID(), int64(1+done), &event.Progress{Done: done, Total: len(st.Outputs)})); err != nil {
+		return err
+	}
+	if done < len(st.Outputs) {
+		return nil
+	}
+	return p.complete(ctx, st)
+}
+
+func (p *Processor) spec(pipeline, file string) (convert.OutputSpec, bool) {
+	for _, pl := range p.cfg.Pipelines {
+		if pl.Name != pipeline {
+			continue
+		}
+		for _, o := range pl.Outputs {
+			if o.FileName() == file {
+				return o, true
+			}
+		}
+	}
+	return convert.OutputSpec{}, false
+}
+
+// convertAndStore downloads the input, converts it and stores the output
+// and its marker. failed reports that the job ended as job.failed.
+func (p *Processor) convertAndStore(ctx context.Context, st *State, spec convert.OutputSpec, markerKey string) (failed bool, err error) {
+	dir, cleanup, err := convert.NewWorkDir(p.cfg.WorkDir)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = cleanup() }()
+	input := filepath.Join(dir, "input")
+	if err := p.download(ctx, st.Input, input); err != nil {
+		if isNotFound(err) {
+			return true, p.fail(ctx, st, convert.CodeConverterFailed, "the input object no longer exists")
+		}
+		return false, err
+	}
+	p.log.LogAttrs(ctx, slog.LevelInfo, "conversion started", slog.String("job", st.JobID), slog.String("output", st.Output))
+	start := time.Now()
+	out, err := p.cfg.Converter.Convert(ctx, convert.Request{InputPath: input, WorkDir: dir, Output: spec})
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return false, err
+		}
+		return true, p.fail(ctx, st, convert.CodeOf(err), err.Error())
+	}
+	key := st.job().OutputKey(st.Output)
+	f, err := os.Open(out.Path)
+	if err != nil {
+		return false, fmt.Errorf("open output %s: %w", st.Output, err)
+	}
+	defer f.Close()
+	if _, err := p.cfg.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(key), Body: f,
+		ContentLength: aws.Int64(out.Bytes), ContentType: aws.String(out.ContentType)}); err != nil {
+		return false, fmt.Errorf("store output s3://%s/%s: %w", p.cfg.Bucket, key, err)
+	}
+	rec := event.Output{Name: out.Name, Key: key, ContentType: out.ContentType, Width: out.Width, Height: out.Height,
+		Duration: out.Duration.Seconds(), Bytes: out.Bytes}
+	if err := p.putJSON(ctx, markerKey, rec, false); err != nil {
+		return false, err
+	}
+	p.log.LogAttrs(ctx, slog.LevelInfo, "output stored", slog.String("job", st.JobID), slog.String("key", key),
+		slog.Int64("bytes", out.Bytes), slog.Duration("elapsed", time.Since(start)))
+	return false, nil
+}
+
+// download copies the input object to dst.
+func (p *Processor) download(ctx context.Context, in StateInput, dst string) error {
+	obj, err := p.cfg.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(in.Key)})
+	if err != nil {
+		return fmt.Errorf("get input s3://%s/%s: %w", in.Bucket, in.Key, err)
+	}
+	defer obj.Body.Close()
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create input file: %w", err)
+	}
+	if _, err := io.Copy(f, obj.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("download s3://%s/%s: %w", in.Bucket, in.Key, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write input file: %w", err)
+	}
+	return nil
+}
