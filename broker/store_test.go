@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -117,5 +118,42 @@ func TestPublishRejectsBadInput(t *testing.T) {
 	tb.stop()
 	if err := tb.Publish(ctx, "apps/demo/x", nil, PublishOptions{}); err == nil {
 		t.Fatal("Publish after stop succeeded")
+	}
+}
+
+// The same for a 3.1.1 client with clean session = false.
+func TestOfflineDeliveryAcrossRestartMQTT311(t *testing.T) {
+	dir := t.TempDir()
+	tb := startBroker(t, Config{DataDir: dir})
+	s := mint(t, tb, "demo")
+	rs := newRaw(dialTCP(t, tb))
+	rs.send(t, rawConnect(4, s.Channel, "demo", s.Token, false))
+	rs.read(t)
+	rs.send(t, rawSubscribe(4, 1, topic.ChannelFilter("demo", s.Channel)))
+	if h, body := rs.read(t); h != 0x90 || body[2] != 1 {
+		t.Fatalf("subscribe: %#x %x", h, body)
+	}
+	_ = rs.c.Close()
+	waitFor(t, "client gone", func() bool { return tb.Clients() == 0 })
+	if err := tb.Publish(context.Background(), topic.Events("demo", s.Channel), []byte("while away"), PublishOptions{QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tb.stop()
+
+	tb2 := startBroker(t, Config{DataDir: dir})
+	rs = newRaw(dialTCP(t, tb2))
+	rs.send(t, rawConnect(4, s.Channel, "demo", s.Token, false))
+	if h, body := rs.read(t); h != 0x20 || body[0] != 1 || body[1] != 0 {
+		t.Fatalf("CONNACK %#x %x, want session present", h, body)
+	}
+	h, body := rs.read(t)
+	if h&0xf0 != 0x30 || h&0x06 != 0x02 || !bytes.HasSuffix(body, []byte("while away")) {
+		t.Fatalf("got %#x %q, want the QoS 1 PUBLISH", h, body)
+	}
+	n := int(body[0])<<8 | int(body[1])
+	id := body[2+n : 4+n]
+	rs.send(t, []byte{0x40, 0x02, id[0], id[1]}) // PUBACK
+	if err := rs.closed(300 * time.Millisecond); err == nil {
+		t.Fatal("connection closed after PUBACK")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -256,4 +257,53 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+func TestMaxConnections(t *testing.T) {
+	tb := startBroker(t, Config{MaxConnections: 1})
+	s := mint(t, tb, "demo")
+	mustConnect(t, dialWS(t, tb, demoOrigin), s.Channel, "demo", s.Token)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, tb.wsURL, &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
+	if err == nil || resp == nil || resp.StatusCode != 503 {
+		t.Fatalf("WebSocket beyond the limit: %v %v, want 503", err, resp)
+	}
+	// TCP cannot be refused before CONNECT; the CONNACK says why.
+	other := mint(t, tb, "demo")
+	_, ca, err := connect(t, dialTCP(t, tb), other.Channel, "demo", other.Token)
+	if err == nil || ca == nil || ca.ReasonCode != 0x89 {
+		t.Fatalf("TCP beyond the limit: %v %+v, want CONNACK 0x89", err, ca)
+	}
+}
+
+func TestKeepAliveBounds(t *testing.T) {
+	tb := startBroker(t, Config{KeepAliveMin: time.Minute, KeepAliveMax: 20 * time.Minute})
+	tests := []struct {
+		name      string
+		requested uint16
+		announced uint16 // 0: no Server Keep Alive
+	}{
+		{"none requested", 0, 1200},
+		{"above max", 3600, 1200},
+		{"below min is tolerated silently", 10, 0},
+		{"within bounds", 300, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := mint(t, tb, "demo")
+			_, ca, err := connect(t, dialWS(t, tb, demoOrigin), s.Channel, "demo", s.Token, func(c *paho.Connect) { c.KeepAlive = tt.requested })
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got uint16
+			if ca.Properties != nil && ca.Properties.ServerKeepAlive != nil {
+				got = *ca.Properties.ServerKeepAlive
+			}
+			if got != tt.announced {
+				t.Fatalf("Server Keep Alive = %d, want %d", got, tt.announced)
+			}
+		})
+	}
 }
