@@ -91,7 +91,7 @@ type Config struct {
 	MaxQueued int
 	// MaxStored bounds the QoS 1 messages kept per session (in flight, or
 	// waiting while the client is offline); further ones are dropped and
-	// counted. Default DefaultMaxStored.
+	// counted (herald_broker_session_dropped_total). Default DefaultMaxStored.
 	MaxStored int
 	// SessionExpiry is the longest a disconnected persistent session is
 	// kept (MQTT 5 session expiry is capped to it; 3.1.1 clean=false

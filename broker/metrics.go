@@ -42,7 +42,7 @@ func newMetrics() *metrics {
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "messages_dropped_total",
-			Help: "Messages not delivered to a client: queue_full (slow consumer), expired, session_full.",
+			Help: "Messages not delivered to a client, by reason: queue_full (a slow consumer, then disconnected).",
 		}, []string{"reason"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "disconnects_total",
@@ -79,6 +79,10 @@ func (m *metrics) register(r prometheus.Registerer, info *mqtt.Server) error {
 			Namespace: ns, Subsystem: sub, Name: "messages_out_total",
 			Help: "PUBLISH packets written to clients.",
 		}, func() float64 { return float64(atomic.LoadInt64(&in.MessagesSent)) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "session_dropped_total",
+			Help: "QoS 1 messages not kept because a session already held MaxStored.",
+		}, func() float64 { return float64(atomic.LoadInt64(&in.InflightDropped)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "retained_messages",
 			Help: "Retained messages held.",
