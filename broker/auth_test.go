@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/heraldgw/herald/tenant"
 	"github.com/heraldgw/herald/topic"
 )
 
@@ -274,5 +277,28 @@ func TestConnectRateLimitPerIP(t *testing.T) {
 	rs := newRaw(dialTCP(t, tb))
 	if err := rs.closed(2 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A browser whose random channel id happens to start with "svc-" still
+// connects as a browser. Mint cannot be asked for such a channel, so the
+// token is signed here the way tenant signs it (sub = channel, aud = app).
+func TestBrowserChannelWithServicePrefix(t *testing.T) {
+	tb := startBroker(t, Config{})
+	channel := "svc-" + strings.Repeat("A", tenant.ChannelIDLen-4)
+	now := time.Now()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject: channel, Audience: jwt.ClaimStrings{"demo"}, Issuer: "herald",
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+	}).SignedString([]byte(strings.Repeat("d", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.cfg.Registry.Verify("demo", tok, now); err != nil {
+		t.Fatalf("test token not accepted by tenant: %v", err)
+	}
+	mc := mustConnect(t, dialWS(t, tb, demoOrigin), channel, "demo", tok)
+	if got := mc.subscribe(t, topic.ChannelFilter("demo", channel), "apps/demo/#"); !bytes.Equal(got, []byte{1, 0x87}) {
+		t.Fatalf("SUBACK = %#x: must be treated as a browser", got)
 	}
 }

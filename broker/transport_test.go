@@ -307,3 +307,12 @@ func TestKeepAliveBounds(t *testing.T) {
 		})
 	}
 }
+
+// A connection that never sends CONNECT is closed after ConnectTimeout.
+func TestConnectTimeout(t *testing.T) {
+	tb := startBroker(t, Config{ConnectTimeout: 200 * time.Millisecond})
+	if err := newRaw(dialTCP(t, tb)).closed(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	wsClosed(t, dialRawWS(t, tb))
+}

@@ -86,7 +86,7 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 
 	c := b.newConn(nc, origin, func() error { return b.closeWebSocket(ws, nc) })
 	if !b.startConn(c) {
-		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
+		_ = ws.CloseNow()
 		return
 	}
 	go b.serve(listenerWS, c)
