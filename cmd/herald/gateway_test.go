@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 )
 
@@ -153,7 +154,9 @@ func dialMQTT(t *testing.T, wsURL string, connect *paho.Connect) (*mqttClient, *
 	if err != nil {
 		return nil, nil, err
 	}
-	conn := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
+	// paho writes one packet in several writes and pings concurrently; over a
+	// WebSocket those writes must not interleave.
+	conn := packets.NewThreadSafeConn(websocket.NetConn(context.Background(), ws, websocket.MessageBinary))
 	mc := &mqttClient{msgs: make(chan *paho.Publish, 100)}
 	mc.c = paho.NewClient(paho.ClientConfig{
 		Conn: conn,
