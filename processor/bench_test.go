@@ -1,0 +1,166 @@
+package processor
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldgw/herald/event"
+)
+
+// BenchmarkPipeline uploads 200 photo-sized images (1500×1000, JPEG and
+// PNG, photo-like noise) through presigned POSTs into localaws and waits
+// for every job.completed over MQTT. It reports:
+//
+//   - jobs/s: jobs completed per second of wall time;
+//   - p50-ms, p99-ms: upload finished (POST returned) → job.completed
+//     received by the subscriber;
+//   - notify-p99-ms: the last output stored → job.completed received
+//     (marker, fan-in, presigning, the conditional final write, publish);
+//   - idle-p50-ms: the same for 10 jobs sent one at a time afterwards
+//     (no queueing behind other jobs);
+//   - raw-files/s and ratio: the same four renditions per file made by
+//     plain vipsthumbnail processes, NumCPU at a time, in the same run.
+//
+// Run: go test -run XXX -bench Pipeline -benchtime 1x ./processor
+func BenchmarkPipeline(b *testing.B) {
+	const jobs = 200
+	requireTools(b)
+	dir := b.TempDir()
+	var files [][]byte
+	var paths []string
+	for i := range 8 {
+		name := fmt.Sprintf("photo-%d.jpg", i)
+		if i%2 == 1 {
+			name = fmt.Sprintf("photo-%d.png", i)
+		}
+		files = append(files, genNoise(b, dir, name, 1500, 1000))
+		paths = append(paths, filepath.Join(dir, name))
+	}
+	e := newEnv(b, func(c *Config) { c.Visibility, c.Heartbeat = time.Minute, 20*time.Second })
+
+	b.ResetTimer()
+	for range b.N {
+		type job struct {
+			id       string
+			uploaded time.Time
+		}
+		all := make([]job, jobs)
+		start := time.Now()
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					f := files[i%len(files)]
+					ct, name := "image/jpeg", fmt.Sprintf("p%03d.jpg", i)
+					if i%2 == 1 {
+						ct, name = "image/png", fmt.Sprintf("p%03d.png", i)
+					}
+					id := e.upload(b, name, ct, f)
+					all[i] = job{id, time.Now()}
+				}
+			}()
+		}
+		for i := range jobs {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		var lat, notify []time.Duration
+		var last time.Time
+		for _, j := range all {
+			final, _ := e.events.final(b, j.id, 5*time.Minute)
+			if final.Type != event.TypeCompleted {
+				b.Fatalf("job %s: %s %+v", j.id, final.Type, final.Error)
+			}
+			got := e.events.receivedAt(final.ID)
+			if got.After(last) {
+				last = got
+			}
+			lat = append(lat, got.Sub(j.uploaded))
+			notify = append(notify, got.Sub(lastOutputStored(e, j.id)))
+		}
+		elapsed := last.Sub(start)
+		// One job at a time on an idle processor: latency without queueing.
+		var idle []time.Duration
+		for i := range 10 {
+			id := e.upload(b, fmt.Sprintf("idle%d.jpg", i), "image/jpeg", files[0])
+			up := time.Now()
+			final, _ := e.events.final(b, id, time.Minute)
+			idle = append(idle, e.events.receivedAt(final.ID).Sub(up))
+		}
+		b.StopTimer()
+		raw := rawVipsthumbnail(b, paths, jobs)
+		b.StartTimer()
+		rate := float64(jobs) / elapsed.Seconds()
+		b.ReportMetric(rate, "jobs/s")
+		b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+		b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+		b.ReportMetric(ms(percentile(notify, 50)), "notify-p50-ms")
+		b.ReportMetric(ms(percentile(notify, 99)), "notify-p99-ms")
+		b.ReportMetric(ms(percentile(idle, 50)), "idle-p50-ms")
+		b.ReportMetric(raw, "raw-files/s")
+		b.ReportMetric(rate/raw, "ratio")
+	}
+}
+
+// lastOutputStored is when the job's last output was stored, from the
+// processor's "output stored" log lines.
+func lastOutputStored(e *env, jobID string) time.Time {
+	var last time.Time
+	for _, r := range e.logs.matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == jobID }) {
+		ts, _ := r["time"].(string)
+		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil && t.After(last) {
+			last = t
+		}
+	}
+	return last
+}
+
+// rawVipsthumbnail makes the image pipeline's four renditions of n files
+// (cycling through paths) with plain vipsthumbnail, NumCPU files at a
+// time, and returns files per second.
+func rawVipsthumbnail(b *testing.B, paths []string, n int) float64 {
+	out := b.TempDir()
+	start := time.Now()
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				in := paths[i%len(paths)]
+				for _, r := range []struct{ size, fmt string }{{"256", "webp[Q=80]"}, {"256", "jpg[Q=82]"}, {"1024", "webp[Q=80]"}, {"1024", "jpg[Q=82]"}} {
+					o := filepath.Join(out, fmt.Sprintf("%d-%s-%%s.%s", i, r.size, r.fmt))
+					if b, err := exec.Command("vipsthumbnail", in, "--size", r.size, "-o", o).CombinedOutput(); err != nil {
+						panic(fmt.Sprintf("vipsthumbnail: %v %s", err, b))
+					}
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	return s[max(0, min(len(s)-1, i-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
