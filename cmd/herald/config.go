@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/heraldgw/herald/processor/convert"
 	"github.com/heraldgw/herald/tenant"
 )
 
@@ -34,7 +35,8 @@ type Config struct {
 	AWS       AWSConfig `yaml:"aws"`
 	// Apps are the tenants. Empty means one "demo" app that allows anonymous
 	// sessions from the gateway's own origin.
-	Apps []tenant.App `yaml:"apps"`
+	Apps      []tenant.App `yaml:"apps"`
+	Processor ProcessorCfg `yaml:"processor"`
 	// ShutdownTimeout bounds graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 }
@@ -57,6 +59,20 @@ type BrokerCfg struct {
 	KeepAliveMax   time.Duration `yaml:"keepAliveMax"`
 	SessionExpiry  time.Duration `yaml:"sessionExpiry"`
 	ConnectRate    float64       `yaml:"connectRatePerIP"`
+}
+
+// ProcessorCfg tunes the processor role.
+type ProcessorCfg struct {
+	// Workers is how many steps run at once; HERALD_PROCESSOR_WORKERS;
+	// default one per CPU.
+	Workers int `yaml:"workers"`
+	// Visibility is how long a step's message stays hidden after its last
+	// heartbeat, i.e. how soon a killed processor's work is redone;
+	// HERALD_PROCESSOR_VISIBILITY; default 60s.
+	Visibility time.Duration `yaml:"visibility"`
+	// Convert sets converter limits and pipelines; empty pipelines mean the
+	// built-in image and audio pipelines.
+	Convert convert.Config `yaml:"convert"`
 }
 
 // AWSConfig selects real AWS or the embedded localaws.
@@ -141,6 +157,20 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 	env(&cfg.AWS.LocalAddr, "HERALD_LOCALAWS_ADDR")
 	if v := getenv("HERALD_ROLES"); v != "" {
 		cfg.Roles = splitList(v)
+	}
+	if v := getenv("HERALD_PROCESSOR_WORKERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("HERALD_PROCESSOR_WORKERS=%q: want a positive integer", v)
+		}
+		cfg.Processor.Workers = n
+	}
+	if v := getenv("HERALD_PROCESSOR_VISIBILITY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return nil, fmt.Errorf("HERALD_PROCESSOR_VISIBILITY=%q: want a duration of at least 1s", v)
+		}
+		cfg.Processor.Visibility = d
 	}
 	if v := getenv("HERALD_MAX_CONNECTIONS"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -3,11 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
@@ -21,7 +17,10 @@ import (
 // offers browsers and services (upload grants, job submission). Without the
 // processor role a web process still grants uploads (it needs S3 only).
 func startProcessor(ctx context.Context, cfg *Config, p *parts, clients *awsClients, pub bridge.Publisher, log *slog.Logger) (web.Uploader, web.JobSubmitter, error) {
-	pipelines := convert.DefaultPipelines()
+	pipelines := cfg.Processor.Convert.Pipelines
+	if len(pipelines) == 0 {
+		pipelines = convert.DefaultPipelines()
+	}
 	presign := s3.NewPresignClient(clients.S3)
 	intake, err := processor.NewIntake(processor.IntakeConfig{
 		S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
@@ -34,18 +33,16 @@ func startProcessor(ctx context.Context, cfg *Config, p *parts, clients *awsClie
 		if pub == nil {
 			return nil, nil, errors.New("the processor role publishes job events through the broker role's embedded broker; run it with --roles broker,processor (an external bridge is not wired yet)")
 		}
-		tun, err := processorTuning(os.Getenv)
-		if err != nil {
-			return nil, nil, err
-		}
-		eng, err := convert.New(ctx, convert.Config{Pipelines: pipelines}, log.With("part", "convert"))
+		ccfg := cfg.Processor.Convert
+		ccfg.Pipelines = pipelines
+		eng, err := convert.New(ctx, ccfg, log.With("part", "convert"))
 		if err != nil {
 			return nil, nil, err
 		}
 		proc, err := processor.New(processor.Config{
 			S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
 			Bucket: clients.Bucket, Converter: eng, Pipelines: pipelines, Publisher: pub,
-			Workers: tun.workers, Visibility: tun.visibility, DrainTimeout: cfg.ShutdownTimeout,
+			Workers: cfg.Processor.Workers, Visibility: cfg.Processor.Visibility, DrainTimeout: cfg.ShutdownTimeout,
 			Logger: log.With("part", "processor"),
 		})
 		if err != nil {
@@ -54,34 +51,6 @@ func startProcessor(ctx context.Context, cfg *Config, p *parts, clients *awsClie
 		p.run(ctx, "processor", log, proc.Run)
 	}
 	return uploads{intake}, jobs{intake}, nil
-}
-
-// tuning holds processor settings that config.go does not carry yet.
-type tuning struct {
-	workers    int
-	visibility time.Duration
-}
-
-// processorTuning reads HERALD_PROCESSOR_WORKERS (default: one per CPU) and
-// HERALD_PROCESSOR_VISIBILITY (a Go duration, default 60s: how long a
-// killed processor's step stays invisible before another one redoes it).
-func processorTuning(getenv func(string) string) (tuning, error) {
-	var t tuning
-	if v := getenv("HERALD_PROCESSOR_WORKERS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return t, fmt.Errorf("HERALD_PROCESSOR_WORKERS=%q: want a positive integer", v)
-		}
-		t.workers = n
-	}
-	if v := getenv("HERALD_PROCESSOR_VISIBILITY"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second {
-			return t, fmt.Errorf("HERALD_PROCESSOR_VISIBILITY=%q: want a duration of at least 1s", v)
-		}
-		t.visibility = d
-	}
-	return t, nil
 }
 
 // uploads adapts the intake to web.Uploader.
