@@ -101,7 +101,8 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 	ready := map[string]func() bool{}
 	var pub bridge.Publisher
 	var mqttHandler http.Handler
-	if cfg.has("broker") {
+	var embedded *broker.Broker
+	if cfg.has("broker") && cfg.Broker.Mode == "embedded" {
 		b, err := broker.New(broker.Config{
 			Registry: reg, DataDir: cfg.DataDir, TCPAddr: cfg.MQTTAddr,
 			MaxConnections: cfg.Broker.MaxConnections, MaxPacketSize: cfg.Broker.MaxPacketSize,
@@ -117,6 +118,15 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 		ready["broker"] = b.Ready
 		pub = bridge.NewEmbedded(b)
 		mqttHandler = b.WebSocketHandler()
+		embedded = b
+	}
+	ext, err := startExternal(ctx, cfg, p, embedded, reg, ready, metrics, log, getenv)
+	if err != nil {
+		cancel()
+		return errors.Join(err, p.wait())
+	}
+	if ext.Publisher != nil {
+		pub = ext.Publisher
 	}
 
 	urls := []any{"roles", cfg.Roles}
@@ -137,6 +147,7 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 	if cfg.has("web") {
 		srv, err := web.New(web.Config{
 			Registry: reg, Publisher: pub, MQTT: mqttHandler, Uploads: uploads, Jobs: jobs,
+			MQTTURL: ext.MQTTURL, Sessions: ext.Sessions,
 			Ready:    readiness(ready),
 			Gatherer: metrics, Metrics: metrics,
 			Logger: log.With("part", "web"),
