@@ -27,9 +27,9 @@ type awsClients struct {
 }
 
 // startAWS returns the SDK clients. In local mode a process with the web role
-// hosts localaws itself (unless HERALD_LOCALAWS_EMBED=false); other processes
+// hosts localaws itself (unless aws.localawsEmbed is false); other processes
 // reach the one at the configured address.
-func startAWS(ctx context.Context, cfg *Config, p *parts, origins []string, log *slog.Logger, getenv func(string) string) (*awsClients, error) {
+func startAWS(ctx context.Context, cfg *Config, p *parts, origins []string, log *slog.Logger) (*awsClients, error) {
 	var ac aws.Config
 	out := &awsClients{Bucket: cfg.AWS.Bucket}
 	if cfg.AWS.Mode == "aws" {
@@ -40,7 +40,7 @@ func startAWS(ctx context.Context, cfg *Config, p *parts, origins []string, log 
 		}
 	} else {
 		out.Endpoint = "http://" + cfg.AWS.LocalAddr
-		if cfg.has("web") && getenv("HERALD_LOCALAWS_EMBED") != "false" {
+		if cfg.has("web") && *cfg.AWS.LocalEmbed {
 			srv, err := localaws.New(localaws.Config{
 				Addr: cfg.AWS.LocalAddr, DataDir: filepath.Join(cfg.DataDir, "localaws"), Region: cfg.AWS.Region,
 				AccessKey: cfg.AWS.AccessKey, SecretKey: cfg.AWS.SecretKey, Bucket: cfg.AWS.Bucket,

@@ -59,6 +59,40 @@ type BrokerCfg struct {
 	KeepAliveMax   time.Duration `yaml:"keepAliveMax"`
 	SessionExpiry  time.Duration `yaml:"sessionExpiry"`
 	ConnectRate    float64       `yaml:"connectRatePerIP"`
+
+	// External broker client settings (modes mqtt and iot-core, and a
+	// processor-only process publishing to a gateway): HERALD_BROKER_*.
+	Username   string `yaml:"username"`   // HERALD_BROKER_USERNAME
+	Password   string `yaml:"password"`   // HERALD_BROKER_PASSWORD
+	ClientID   string `yaml:"clientId"`   // HERALD_BROKER_CLIENT_ID; default svc-herald-<random>
+	CAFile     string `yaml:"caFile"`     // HERALD_BROKER_CA_FILE: PEM roots for the broker's certificate
+	CertFile   string `yaml:"certFile"`   // HERALD_BROKER_CERT_FILE: client certificate (mutual TLS, IoT Core)
+	KeyFile    string `yaml:"keyFile"`    // HERALD_BROKER_KEY_FILE
+	BrowserURL string `yaml:"browserURL"` // HERALD_BROKER_BROWSER_URL: what browsers connect to in mqtt mode
+	// Connections is how many publisher connections to open (IoT Core
+	// allows 100 publishes/s each); HERALD_BROKER_CONNECTIONS; default 1.
+	Connections int `yaml:"connections"`
+	// OutboxMax bounds the on-disk outbound queue kept while the broker is
+	// unreachable; HERALD_BROKER_MAX_QUEUED.
+	OutboxMax int `yaml:"outboxMax"`
+	// Federation links embedded replicas through an upstream broker.
+	Federation FederationCfg `yaml:"federation"`
+	// IoT configures browser sessions for AWS IoT Core (mode iot-core).
+	IoT IoTCfg `yaml:"iot"`
+}
+
+// FederationCfg is the upstream broker replicas share (HERALD_FEDERATION_*).
+type FederationCfg struct {
+	URL      string `yaml:"url"`      // HERALD_FEDERATION_URL; empty = no federation
+	Username string `yaml:"username"` // HERALD_FEDERATION_USERNAME
+	Password string `yaml:"password"` // HERALD_FEDERATION_PASSWORD
+	CAFile   string `yaml:"caFile"`   // HERALD_FEDERATION_CA_FILE
+}
+
+// IoTCfg configures AWS IoT Core sessions (HERALD_IOT_*).
+type IoTCfg struct {
+	Endpoint       string `yaml:"endpoint"`       // HERALD_IOT_ENDPOINT: the account's ATS data endpoint
+	BrowserRoleARN string `yaml:"browserRoleArn"` // HERALD_IOT_BROWSER_ROLE_ARN: role assumed per session
 }
 
 // ProcessorCfg tunes the processor role.
@@ -77,13 +111,17 @@ type ProcessorCfg struct {
 
 // AWSConfig selects real AWS or the embedded localaws.
 type AWSConfig struct {
-	Mode      string `yaml:"mode"`   // HERALD_AWS_MODE: local|aws; default local
-	Region    string `yaml:"region"` // HERALD_AWS_REGION; default us-east-1
-	Bucket    string `yaml:"bucket"` // HERALD_BUCKET; default herald
-	Queue     string `yaml:"queue"`  // HERALD_QUEUE; default herald-events (name or URL)
-	LocalAddr string `yaml:"localawsAddr"`
-	AccessKey string `yaml:"localawsAccessKey"` // default test
-	SecretKey string `yaml:"localawsSecretKey"` // default test
+	Mode      string `yaml:"mode"`         // HERALD_AWS_MODE: local|aws; default local
+	Region    string `yaml:"region"`       // HERALD_AWS_REGION; default us-east-1
+	Bucket    string `yaml:"bucket"`       // HERALD_BUCKET; default herald
+	Queue     string `yaml:"queue"`        // HERALD_QUEUE; default herald-events (name or URL)
+	LocalAddr string `yaml:"localawsAddr"` // HERALD_LOCALAWS_ADDR
+	// LocalEmbed says whether a web process hosts localaws itself
+	// (HERALD_LOCALAWS_EMBED); default true. Set false on all but one
+	// replica so they share one.
+	LocalEmbed *bool  `yaml:"localawsEmbed"`
+	AccessKey  string `yaml:"localawsAccessKey"` // default test
+	SecretKey  string `yaml:"localawsSecretKey"` // default test
 }
 
 type stringList []string
@@ -155,6 +193,35 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 	env(&cfg.AWS.Bucket, "HERALD_BUCKET")
 	env(&cfg.AWS.Queue, "HERALD_QUEUE")
 	env(&cfg.AWS.LocalAddr, "HERALD_LOCALAWS_ADDR")
+	env(&cfg.Broker.Username, "HERALD_BROKER_USERNAME")
+	env(&cfg.Broker.Password, "HERALD_BROKER_PASSWORD")
+	env(&cfg.Broker.ClientID, "HERALD_BROKER_CLIENT_ID")
+	env(&cfg.Broker.CAFile, "HERALD_BROKER_CA_FILE")
+	env(&cfg.Broker.CertFile, "HERALD_BROKER_CERT_FILE")
+	env(&cfg.Broker.KeyFile, "HERALD_BROKER_KEY_FILE")
+	env(&cfg.Broker.BrowserURL, "HERALD_BROKER_BROWSER_URL")
+	env(&cfg.Broker.Federation.URL, "HERALD_FEDERATION_URL")
+	env(&cfg.Broker.Federation.Username, "HERALD_FEDERATION_USERNAME")
+	env(&cfg.Broker.Federation.Password, "HERALD_FEDERATION_PASSWORD")
+	env(&cfg.Broker.Federation.CAFile, "HERALD_FEDERATION_CA_FILE")
+	env(&cfg.Broker.IoT.Endpoint, "HERALD_IOT_ENDPOINT")
+	env(&cfg.Broker.IoT.BrowserRoleARN, "HERALD_IOT_BROWSER_ROLE_ARN")
+	for name, dst := range map[string]*int{"HERALD_BROKER_CONNECTIONS": &cfg.Broker.Connections, "HERALD_BROKER_MAX_QUEUED": &cfg.Broker.OutboxMax} {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%s=%q: want a non-negative integer", name, v)
+			}
+			*dst = n
+		}
+	}
+	if v := getenv("HERALD_LOCALAWS_EMBED"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("HERALD_LOCALAWS_EMBED=%q: want true or false", v)
+		}
+		cfg.AWS.LocalEmbed = &b
+	}
 	if v := getenv("HERALD_ROLES"); v != "" {
 		cfg.Roles = splitList(v)
 	}
@@ -216,6 +283,10 @@ func (c *Config) setDefaults() {
 	set(&c.AWS.SecretKey, "test")
 	if len(c.Roles) == 0 {
 		c.Roles = []string{"broker", "web", "processor"}
+	}
+	if c.AWS.LocalEmbed == nil {
+		embed := true
+		c.AWS.LocalEmbed = &embed
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second

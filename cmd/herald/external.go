@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -32,9 +31,9 @@ type external struct {
 	MQTTURL  string
 }
 
-// externalEnv are the settings of the external modes. They are read from
-// the environment only (HERALD_BROKER_* and HERALD_FEDERATION_*; see
-// docs/scaling.md and docs/aws.md).
+// externalEnv are the settings of the external modes, taken from the
+// configuration (broker.* in herald.yaml, HERALD_BROKER_* and
+// HERALD_FEDERATION_* in the environment; see docs/config.md).
 type externalEnv struct {
 	username, password, clientID string
 	caFile, certFile, keyFile    string
@@ -44,25 +43,13 @@ type externalEnv struct {
 	fedCAFile                    string
 }
 
-func readExternalEnv(getenv func(string) string) (externalEnv, error) {
-	e := externalEnv{
-		username: getenv("HERALD_BROKER_USERNAME"), password: getenv("HERALD_BROKER_PASSWORD"),
-		clientID: getenv("HERALD_BROKER_CLIENT_ID"),
-		caFile:   getenv("HERALD_BROKER_CA_FILE"), certFile: getenv("HERALD_BROKER_CERT_FILE"), keyFile: getenv("HERALD_BROKER_KEY_FILE"),
-		browserURL: getenv("HERALD_BROKER_BROWSER_URL"),
-		fedURL:     getenv("HERALD_FEDERATION_URL"), fedUser: getenv("HERALD_FEDERATION_USERNAME"),
-		fedPassword: getenv("HERALD_FEDERATION_PASSWORD"), fedCAFile: getenv("HERALD_FEDERATION_CA_FILE"),
+func readExternalEnv(c BrokerCfg) externalEnv {
+	return externalEnv{
+		username: c.Username, password: c.Password, clientID: c.ClientID,
+		caFile: c.CAFile, certFile: c.CertFile, keyFile: c.KeyFile, browserURL: c.BrowserURL,
+		connections: c.Connections, maxQueued: c.OutboxMax,
+		fedURL: c.Federation.URL, fedUser: c.Federation.Username, fedPassword: c.Federation.Password, fedCAFile: c.Federation.CAFile,
 	}
-	for name, dst := range map[string]*int{"HERALD_BROKER_CONNECTIONS": &e.connections, "HERALD_BROKER_MAX_QUEUED": &e.maxQueued} {
-		if v := getenv(name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return e, fmt.Errorf("%s=%q: want a non-negative integer", name, v)
-			}
-			*dst = n
-		}
-	}
-	return e, nil
 }
 
 // startExternal wires the broker mode:
@@ -79,11 +66,9 @@ func readExternalEnv(getenv func(string) string) (externalEnv, error) {
 //   - iot-core: events go to AWS IoT Core over mutual TLS; browsers get a
 //     presigned WebSocket URL (package iotcore).
 func startExternal(ctx context.Context, cfg *Config, p *parts, b *broker.Broker, reg *tenant.Registry,
-	ready map[string]func() bool, metrics prometheus.Registerer, log *slog.Logger, getenv func(string) string) (external, error) {
-	env, err := readExternalEnv(getenv)
-	if err != nil {
-		return external{}, err
-	}
+	ready map[string]func() bool, metrics prometheus.Registerer, log *slog.Logger) (external, error) {
+	env := readExternalEnv(cfg.Broker)
+	var err error
 	queueDir := filepath.Join(cfg.DataDir, "bridge-queue")
 	base := bridge.MQTTConfig{
 		Username: env.username, Password: env.password, ClientID: first(env.clientID, "svc-herald-"+randomString(10)),
@@ -108,7 +93,7 @@ func startExternal(ctx context.Context, cfg *Config, p *parts, b *broker.Broker,
 		ext := external{MQTTURL: env.browserURL}
 		if cfg.Broker.Mode == "iot-core" {
 			c.PublishRate = bridge.IoTCorePublishRate
-			if ext.Sessions, err = iotSessions(ctx, cfg, getenv); err != nil {
+			if ext.Sessions, err = iotSessions(ctx, cfg); err != nil {
 				return external{}, err
 			}
 		}
@@ -207,11 +192,11 @@ func loadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	return c, nil
 }
 
-// iotSessions builds the AWS IoT Core session minter from
-// HERALD_IOT_ENDPOINT and HERALD_IOT_BROWSER_ROLE_ARN, with STS reached
+// iotSessions builds the AWS IoT Core session minter from broker.iot
+// (HERALD_IOT_ENDPOINT, HERALD_IOT_BROWSER_ROLE_ARN), with STS reached
 // through the default credential chain.
-func iotSessions(ctx context.Context, cfg *Config, getenv func(string) string) (web.SessionMinter, error) {
-	endpoint, role := getenv("HERALD_IOT_ENDPOINT"), getenv("HERALD_IOT_BROWSER_ROLE_ARN")
+func iotSessions(ctx context.Context, cfg *Config) (web.SessionMinter, error) {
+	endpoint, role := cfg.Broker.IoT.Endpoint, cfg.Broker.IoT.BrowserRoleARN
 	if endpoint == "" || role == "" {
 		return nil, fmt.Errorf("broker mode iot-core needs HERALD_IOT_ENDPOINT and HERALD_IOT_BROWSER_ROLE_ARN")
 	}

@@ -120,7 +120,7 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 		mqttHandler = b.WebSocketHandler()
 		embedded = b
 	}
-	ext, err := startExternal(ctx, cfg, p, embedded, reg, ready, metrics, log, getenv)
+	ext, err := startExternal(ctx, cfg, p, embedded, reg, ready, metrics, log)
 	if err != nil {
 		cancel()
 		return errors.Join(err, p.wait())
@@ -133,7 +133,7 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 	var uploads web.Uploader
 	var jobs web.JobSubmitter
 	if cfg.has("web") || cfg.has("processor") {
-		clients, err := startAWS(ctx, cfg, p, origins, log, getenv)
+		clients, err := startAWS(ctx, cfg, p, origins, log)
 		if err != nil {
 			cancel()
 			return errors.Join(err, p.wait())
