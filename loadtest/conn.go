@@ -1,0 +1,228 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// dialers hands out HTTP clients bound to different loopback source
+// addresses. One source address has one ephemeral port range (about 28,000
+// ports by default), so spreading sessions over 127.0.0.x lets a run go
+// past it.
+type dialers struct {
+	clients []*http.Client
+	next    int
+}
+
+// newDialers builds one client per source address; none bind any address
+// (the kernel picks), which is the only option for a ::1 target.
+func newDialers(sources []string, timeout time.Duration) (*dialers, error) {
+	d := &dialers{}
+	if len(sources) == 0 {
+		sources = []string{""}
+	}
+	for _, s := range sources {
+		nd := &net.Dialer{Timeout: timeout}
+		if s != "" {
+			ip := net.ParseIP(s)
+			if ip == nil || !ip.IsLoopback() {
+				return nil, fmt.Errorf("source address %q: %w", s, ErrNotLoopback)
+			}
+			nd.LocalAddr = &net.TCPAddr{IP: ip}
+		}
+		d.clients = append(d.clients, &http.Client{Transport: &http.Transport{
+			DialContext:         nd.DialContext,
+			ForceAttemptHTTP2:   false,
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     30 * time.Second,
+		}})
+	}
+	return d, nil
+}
+
+// pick returns the next client round robin; callers serialise.
+func (d *dialers) pick() *http.Client {
+	c := d.clients[d.next%len(d.clients)]
+	d.next++
+	return c
+}
+
+// mqttConn is one MQTT 5 connection over a WebSocket (subprotocol "mqtt"),
+// read as a byte stream so packets may span or share WebSocket messages.
+type mqttConn struct {
+	ws  *websocket.Conn
+	nc  net.Conn
+	br  *bufio.Reader
+	buf []byte
+}
+
+// connError is a failed connect with a short reason for the result table.
+type connError struct {
+	Reason string
+	Err    error
+}
+
+func (e *connError) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *connError) Unwrap() error { return e.Err }
+
+// reasonOf names the cause of a failed connect.
+func reasonOf(err error) string {
+	var ce *connError
+	if errors.As(err, &ce) {
+		return ce.Reason
+	}
+	return classifyNet(err)
+}
+
+func classifyNet(err error) string {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, errTimeout):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case errors.As(err, &errno):
+		return "errno_" + errnoName(errno)
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return "timeout"
+		}
+		return "other"
+	}
+}
+
+var errTimeout = errors.New("timed out")
+
+func errnoName(e syscall.Errno) string {
+	switch e {
+	case syscall.ECONNREFUSED:
+		return "ECONNREFUSED"
+	case syscall.ECONNRESET:
+		return "ECONNRESET"
+	case syscall.EMFILE:
+		return "EMFILE"
+	case syscall.EADDRNOTAVAIL:
+		return "EADDRNOTAVAIL"
+	case syscall.EPIPE:
+		return "EPIPE"
+	default:
+		return strconv.Itoa(int(e))
+	}
+}
+
+// dialMQTT opens the WebSocket. ctx bounds the handshake only; the
+// connection lives until Close.
+func dialMQTT(ctx context.Context, client *http.Client, wsURL, origin string) (*mqttConn, error) {
+	h := http.Header{}
+	if origin != "" {
+		h.Set("Origin", origin)
+	}
+	ws, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{
+		HTTPClient:      client,
+		HTTPHeader:      h,
+		Subprotocols:    []string{"mqtt"},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			return nil, &connError{Reason: "http_" + strconv.Itoa(resp.StatusCode), Err: err}
+		}
+		return nil, &connError{Reason: "dial_" + classifyNet(err), Err: err}
+	}
+	ws.SetReadLimit(maxPacket + 1024)
+	// The connection's own context: it ends with Close, not with ctx.
+	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
+	return &mqttConn{ws: ws, nc: nc, br: bufio.NewReaderSize(nc, 512)}, nil
+}
+
+// write sends b as one WebSocket message.
+func (c *mqttConn) write(b []byte) error {
+	_, err := c.nc.Write(b)
+	return err
+}
+
+func (c *mqttConn) read() (packet, error) { return readPacket(c.br, &c.buf) }
+
+// connect sends CONNECT and waits for CONNACK; it returns the server's
+// Receive Maximum (65535 when not announced).
+func (c *mqttConn) connect(deadline time.Time, clientID, user, pass string, keepAlive uint16) (uint16, error) {
+	_ = c.nc.SetDeadline(deadline)
+	defer c.nc.SetDeadline(time.Time{})
+	if err := c.write(appendConnect(nil, clientID, user, pass, keepAlive)); err != nil {
+		return 0, &connError{Reason: "write_" + classifyNet(err), Err: err}
+	}
+	p, err := c.read()
+	if err != nil {
+		return 0, &connError{Reason: "connack_" + classifyNet(err), Err: err}
+	}
+	if p.typ != pktConnack {
+		return 0, &connError{Reason: "connack_unexpected", Err: fmt.Errorf("got packet type %d", p.typ)}
+	}
+	if p.reason != 0 {
+		return 0, &connError{Reason: fmt.Sprintf("connack_0x%02x", p.reason), Err: errors.New("connect refused")}
+	}
+	if p.recvMax == 0 {
+		p.recvMax = 0xffff
+	}
+	return p.recvMax, nil
+}
+
+// subscribe sends SUBSCRIBE and waits for a granted SUBACK.
+func (c *mqttConn) subscribe(deadline time.Time, filter string, qos byte) error {
+	_ = c.nc.SetDeadline(deadline)
+	defer c.nc.SetDeadline(time.Time{})
+	if err := c.write(appendSubscribe(nil, 1, filter, qos)); err != nil {
+		return &connError{Reason: "write_" + classifyNet(err), Err: err}
+	}
+	p, err := c.read()
+	if err != nil {
+		return &connError{Reason: "suback_" + classifyNet(err), Err: err}
+	}
+	if p.typ != pktSuback {
+		return &connError{Reason: "suback_unexpected", Err: fmt.Errorf("got packet type %d", p.typ)}
+	}
+	if p.reason > 2 {
+		return &connError{Reason: fmt.Sprintf("suback_0x%02x", p.reason), Err: errors.New("subscribe refused")}
+	}
+	return nil
+}
+
+// close sends DISCONNECT and closes without waiting for the peer's close
+// frame (thousands of sessions end at once).
+func (c *mqttConn) close() {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = c.write(disconnect)
+	_ = c.ws.CloseNow()
+	_ = c.nc.Close()
+}
+
+// wsURLFor turns an http(s) base URL into its /mqtt WebSocket URL.
+func wsURLFor(base string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("url %q: %w", base, err)
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	case "ws", "wss":
+		return u.String(), nil
+	default:
+		return "", fmt.Errorf("url %q: want http, https, ws or wss", base)
+	}
+	u.Path = "/mqtt"
+	return u.String(), nil
+}
