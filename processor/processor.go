@@ -39,9 +39,13 @@ type Config struct {
 	// Publisher delivers job events. Required.
 	Publisher bridge.Publisher
 
-	// Workers is how many messages are handled at once; default
-	// runtime.NumCPU().
+	// Workers is how many messages (steps) are handled at once; default
+	// 2 × Conversions, so that one step's downloads, uploads and queue
+	// calls overlap another's conversion and the CPUs stay busy.
 	Workers int
+	// Conversions is how many converter runs (CPU-bound: libvips and
+	// ffmpeg) go at once across all steps; default runtime.NumCPU().
+	Conversions int
 	// MaxMessages is the most messages one receive asks for (1-10);
 	// default 10.
 	MaxMessages int
@@ -64,10 +68,16 @@ type Config struct {
 	// {MarkerPrefix}{app}/{channel}/{jobId}/…; default "herald/jobs/".
 	// Nothing subscribes to it; a lifecycle rule may expire it after a day.
 	MarkerPrefix string
-	// WorkDir is the parent of per-step work dirs; default the system
-	// temp dir.
+	// WorkDir is the parent of per-step work dirs and of the input
+	// cache; default the system temp dir.
 	WorkDir string
-	Logger  *slog.Logger
+	// InputCacheBytes bounds the local cache of downloaded inputs that
+	// lets the output steps of a job running in this process share one
+	// download; default 1 GiB, negative turns the cache off. Inputs larger
+	// than a quarter of it are not cached. The cache lives in a directory
+	// under WorkDir that Run removes when it returns.
+	InputCacheBytes int64
+	Logger          *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -79,8 +89,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Pipelines == nil {
 		c.Pipelines = convert.DefaultPipelines()
 	}
+	if c.Conversions <= 0 {
+		c.Conversions = runtime.NumCPU()
+	}
 	if c.Workers <= 0 {
-		c.Workers = runtime.NumCPU()
+		c.Workers = 2 * c.Conversions
 	}
 	if c.MaxMessages <= 0 || c.MaxMessages > 10 {
 		c.MaxMessages = 10
@@ -101,6 +114,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.URLExpiry <= 0 {
 		c.URLExpiry = time.Hour
 	}
+	if c.InputCacheBytes == 0 {
+		c.InputCacheBytes = 1 << 30
+	}
 	if c.MarkerPrefix == "" {
 		c.MarkerPrefix = "herald/jobs/"
 	}
@@ -118,6 +134,10 @@ func (c Config) withDefaults() (Config, error) {
 type Processor struct {
 	cfg Config
 	log *slog.Logger
+	// convSlots holds one token per running conversion.
+	convSlots chan struct{}
+	// inputs is the input cache while Run runs; nil when turned off.
+	inputs *inputCache
 }
 
 // New checks cfg and returns a Processor; Run starts it.
@@ -126,7 +146,7 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Processor{cfg: cfg, log: cfg.Logger}, nil
+	return &Processor{cfg: cfg, log: cfg.Logger, convSlots: make(chan struct{}, cfg.Conversions)}, nil
 }
 
 // Run receives and handles messages until ctx ends, then stops receiving
@@ -138,10 +158,22 @@ func (p *Processor) Run(ctx context.Context) error {
 	// receiving and only later (after the drain deadline) the work.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
+	if p.cfg.InputCacheBytes > 0 {
+		c, err := newInputCache(p.cfg.WorkDir, p.cfg.InputCacheBytes)
+		if err != nil {
+			return err
+		}
+		p.inputs = c
+		defer func() {
+			if err := c.close(); err != nil {
+				p.log.Warn("input cache not removed", "err", err)
+			}
+		}()
+	}
 	slots := make(chan struct{}, p.cfg.Workers)
 	var wg sync.WaitGroup
 	backoff := time.Duration(0)
-	p.log.Info("processor started", "queue", p.cfg.QueueURL, "workers", p.cfg.Workers)
+	p.log.Info("processor started", "queue", p.cfg.QueueURL, "workers", p.cfg.Workers, "conversions", p.cfg.Conversions)
 receive:
 	for {
 		select {
