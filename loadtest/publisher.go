@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,6 +142,7 @@ func (h *httpPublisher) offer(s *session) bool {
 type loadEnvelope struct {
 	V       int             `json:"v"`
 	Type    string          `json:"type"`
+	ID      string          `json:"id"`
 	Channel string          `json:"channel"`
 	Seq     int64           `json:"seq"`
 	Time    time.Time       `json:"time"`
@@ -152,7 +154,7 @@ func (h *httpPublisher) post(ctx context.Context, s *session) error {
 	now := time.Now()
 	rec := appendPayload(nil, seq, now.UnixNano(), h.size)
 	data, _ := json.Marshal(map[string]string{"lt": string(rec)})
-	body, _ := json.Marshal(loadEnvelope{V: 1, Type: "x.loadtest", Channel: s.channel, Seq: seq, Time: now.UTC(), Data: data})
+	body, _ := json.Marshal(loadEnvelope{V: 1, Type: "x.loadtest", ID: "evt_lt_" + s.channel + "_" + strconv.FormatInt(seq, 10), Channel: s.channel, Seq: seq, Time: now.UTC(), Data: data})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("event request: %w", err)
