@@ -15,10 +15,13 @@
 //     step: sniff the input's first bytes (the declared name and type are
 //     never trusted), pick the pipeline, publish job.accepted (seq 1) and
 //     enqueue one output step per output;
-//  2. each output step downloads the input to its own work dir, converts
-//     it, stores converted/{app}/{channel}/{jobId}/{output file}, writes
-//     the output's marker and publishes job.progress (seq 1+done);
-//  3. the step that finds every marker present completes the job: it
+//  2. each output step places the input in its own work dir (from a
+//     per-process cache keyed by bucket, key and ETag, so the steps of a
+//     job in one process share one download), converts it once a
+//     conversion slot is free, stores converted/{app}/{channel}/{jobId}/{output file}
+//     with the output's record (name, size, duration) as object metadata,
+//     and publishes job.progress (seq 1+done);
+//  3. the step that finds every output listed completes the job: it
 //     creates the job's final marker with a conditional write and
 //     publishes job.completed (seq total+2, retained) with presigned
 //     output URLs. A conversion failure ends the job the same way with
@@ -26,7 +29,8 @@
 //
 // Event ids come from event.StableID(jobId, step, type), so a repeated step
 // republishes the same ids. Every step is idempotent: output keys are
-// deterministic, overwrites are harmless and markers are conditional. A
+// deterministic, overwrites are harmless and the final marker is
+// conditional. A
 // processor killed mid-step leaves its message invisible until the last
 // heartbeat's timeout runs out; then any processor reruns the step.
 //

@@ -34,10 +34,6 @@ type finalMarker struct {
 
 func (p *Processor) jobMarkerPrefix(k JobKey) string { return p.cfg.MarkerPrefix + k.path() }
 
-func (p *Processor) outputMarkerKey(k JobKey, file string) string {
-	return p.jobMarkerPrefix(k) + "outputs/" + file + ".json"
-}
-
 func (p *Processor) finalMarkerKey(k JobKey) string { return p.jobMarkerPrefix(k) + "final.json" }
 
 // replayFinal checks whether the job already ended. If this step ended it
@@ -113,13 +109,14 @@ func (p *Processor) fail(ctx context.Context, st *State, code convert.Code, msg 
 func (p *Processor) complete(ctx context.Context, st *State) error {
 	outs := make([]event.Output, 0, len(st.Outputs))
 	for _, file := range st.Outputs {
-		var o event.Output
-		found, err := p.getJSON(ctx, p.outputMarkerKey(st.job(), file), &o)
+		o, found, err := p.storedOutput(ctx, st, file)
 		if err != nil {
 			return err
 		}
 		if !found {
-			return fmt.Errorf("job %s: output marker of %s vanished", st.JobID, file)
+			// Listed but not (or not yet) a record of this job's step:
+			// retry; that step is still to store it.
+			return fmt.Errorf("job %s: output %s listed but not stored by its step", st.JobID, file)
 		}
 		outs = append(outs, o)
 	}
@@ -131,18 +128,20 @@ func (p *Processor) complete(ctx context.Context, st *State) error {
 	return p.end(ctx, st.job(), st.stepID(), e)
 }
 
-// countDone counts the job's stored outputs.
+// countDone counts the job's stored outputs by listing the job's output
+// prefix. An output object is written in one PUT together with its
+// record, so its presence means that output is done.
 func (p *Processor) countDone(ctx context.Context, st *State) (int, error) {
-	prefix := p.jobMarkerPrefix(st.job()) + "outputs/"
+	prefix := st.job().OutputKey("")
 	stored := map[string]bool{}
 	var token *string
 	for range 100 {
 		out, err := p.cfg.S3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(p.cfg.Bucket), Prefix: aws.String(prefix), ContinuationToken: token})
 		if err != nil {
-			return 0, fmt.Errorf("list output markers %s: %w", prefix, err)
+			return 0, fmt.Errorf("list outputs %s: %w", prefix, err)
 		}
 		for _, o := range out.Contents {
-			stored[strings.TrimSuffix(strings.TrimPrefix(aws.ToString(o.Key), prefix), ".json")] = true
+			stored[strings.TrimPrefix(aws.ToString(o.Key), prefix)] = true
 		}
 		if !aws.ToBool(out.IsTruncated) {
 			break

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/heraldgw/herald/processor/convert"
 	"github.com/heraldgw/herald/processor/sniff"
@@ -216,6 +218,35 @@ func sendState(ctx context.Context, q Queue, url string, st *State) error {
 	}
 	if _, err := q.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(string(body))}); err != nil {
 		return fmt.Errorf("enqueue job %s step %s: %w", st.JobID, st.stepID(), err)
+	}
+	return nil
+}
+
+// sendStates enqueues states in batches of up to 10 (one request each
+// instead of one per state). If any entry fails the error says so, and the
+// caller's step is retried: resending the ones that made it is harmless,
+// since every step is idempotent.
+func sendStates(ctx context.Context, q Queue, url string, sts []*State) error {
+	for len(sts) > 0 {
+		batch := sts[:min(len(sts), 10)]
+		sts = sts[len(batch):]
+		entries := make([]types.SendMessageBatchRequestEntry, len(batch))
+		for i, st := range batch {
+			body, err := st.Encode()
+			if err != nil {
+				return err
+			}
+			entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(string(body))}
+		}
+		out, err := q.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		if err != nil {
+			return fmt.Errorf("enqueue %d steps of job %s: %w", len(batch), batch[0].JobID, err)
+		}
+		if len(out.Failed) > 0 {
+			f := out.Failed[0]
+			return fmt.Errorf("enqueue %d steps of job %s: %d failed, first with %s: %s", len(batch), batch[0].JobID,
+				len(out.Failed), aws.ToString(f.Code), aws.ToString(f.Message))
+		}
 	}
 	return nil
 }

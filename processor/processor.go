@@ -64,8 +64,9 @@ type Config struct {
 	// URLExpiry is how long the output URLs in job.completed work;
 	// default 1 h.
 	URLExpiry time.Duration
-	// MarkerPrefix is where per-job markers live in Bucket:
-	// {MarkerPrefix}{app}/{channel}/{jobId}/…; default "herald/jobs/".
+	// MarkerPrefix is where each job's final marker lives in Bucket:
+	// {MarkerPrefix}{app}/{channel}/{jobId}/final.json; default
+	// "herald/jobs/". (Outputs carry their own record as metadata.)
 	// Nothing subscribes to it; a lifecycle rule may expire it after a day.
 	MarkerPrefix string
 	// WorkDir is the parent of per-step work dirs and of the input

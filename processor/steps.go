@@ -66,12 +66,14 @@ func (p *Processor) start(ctx context.Context, st *State) error {
 	if err := p.publish(ctx, p.envelope(st, event.TypeAccepted, st.stepID(), 1, &event.Progress{Done: 0, Total: len(st.Outputs)})); err != nil {
 		return err
 	}
+	next := make([]*State, 0, len(st.Outputs))
 	for _, file := range st.Outputs {
-		next := *st
-		next.Step, next.Output = StepOutput, file
-		if err := sendState(ctx, p.cfg.Queue, p.cfg.QueueURL, &next); err != nil {
-			return err
-		}
+		s := *st
+		s.Step, s.Output = StepOutput, file
+		next = append(next, &s)
+	}
+	if err := sendStates(ctx, p.cfg.Queue, p.cfg.QueueURL, next); err != nil {
+		return err
 	}
 	p.log.LogAttrs(ctx, slog.LevelInfo, "job accepted", slog.String("job", st.JobID), slog.String("key", in.Key),
 		slog.String("type", typ.MIME), slog.String("pipeline", pl.Name), slog.Int("outputs", len(st.Outputs)))
@@ -97,16 +99,15 @@ func (p *Processor) output(ctx context.Context, st *State) error {
 	if !ok {
 		return p.fail(ctx, st, convert.CodeConverterFailed, fmt.Sprintf("pipeline %s has no output %s in this processor's configuration", st.Pipeline, st.Output))
 	}
-	mk := p.outputMarkerKey(st.job(), st.Output)
-	_, err := p.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(mk)})
+	_, stored, err := p.storedOutput(ctx, st, st.Output)
 	switch {
-	case err == nil:
+	case err != nil:
+		return err
+	case stored:
 		// Made before a crash or by a duplicate step: go straight to the
 		// fan-in.
-	case !isNotFound(err):
-		return fmt.Errorf("head output marker %s: %w", mk, err)
 	default:
-		failed, err := p.convertAndStore(ctx, st, spec, mk)
+		failed, err := p.convertAndStore(ctx, st, spec)
 		if err != nil || failed {
 			return err
 		}
@@ -139,8 +140,9 @@ func (p *Processor) spec(pipeline, file string) (convert.OutputSpec, bool) {
 }
 
 // convertAndStore downloads the input, converts it and stores the output
-// and its marker. failed reports that the job ended as job.failed.
-func (p *Processor) convertAndStore(ctx context.Context, st *State, spec convert.OutputSpec, markerKey string) (failed bool, err error) {
+// with its record in the object's metadata. failed reports that the job
+// ended as job.failed.
+func (p *Processor) convertAndStore(ctx context.Context, st *State, spec convert.OutputSpec) (failed bool, err error) {
 	dir, cleanup, err := convert.NewWorkDir(p.cfg.WorkDir)
 	if err != nil {
 		return false, err
@@ -171,14 +173,11 @@ func (p *Processor) convertAndStore(ctx context.Context, st *State, spec convert
 		return false, fmt.Errorf("open output %s: %w", st.Output, err)
 	}
 	defer f.Close()
-	if _, err := p.cfg.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(key), Body: f,
-		ContentLength: aws.Int64(out.Bytes), ContentType: aws.String(out.ContentType)}); err != nil {
-		return false, fmt.Errorf("store output s3://%s/%s: %w", p.cfg.Bucket, key, err)
-	}
 	rec := event.Output{Name: out.Name, Key: key, ContentType: out.ContentType, Width: out.Width, Height: out.Height,
 		Duration: out.Duration.Seconds(), Bytes: out.Bytes}
-	if err := p.putJSON(ctx, markerKey, rec, false); err != nil {
-		return false, err
+	if _, err := p.cfg.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(key), Body: f,
+		ContentLength: aws.Int64(out.Bytes), ContentType: aws.String(out.ContentType), Metadata: outputMeta(st.JobID, rec)}); err != nil {
+		return false, fmt.Errorf("store output s3://%s/%s: %w", p.cfg.Bucket, key, err)
 	}
 	// The phase times show where a step's wall time goes; convert
 	// includes the wait for a conversion slot.
