@@ -535,6 +535,7 @@ func (r *run) phase(ctx context.Context, i int, rate float64, tr *TargetResult) 
 	done := 0
 	var pubSecs float64
 	dropped := 0
+	var clientCPU float64
 	for done < len(r.procs) {
 		wm, err := r.nextOrTimer(ctx, cpuTimer)
 		if err != nil {
@@ -571,6 +572,7 @@ func (r *run) phase(ctx context.Context, i int, rate float64, tr *TargetResult) 
 			ph.Backlog += wm.m.Backlog
 			ph.ClientRSS += wm.m.RSS
 			pubSecs = max(pubSecs, wm.m.PubSecs)
+			clientCPU += wm.m.CPUSecs
 			dropped += wm.m.Dropped
 		case "progress":
 			r.note(*wm)
@@ -582,6 +584,9 @@ func (r *run) phase(ctx context.Context, i int, rate float64, tr *TargetResult) 
 		_ = bar.Finish()
 	}
 	r.dropped = dropped
+	if wall := time.Since(t0).Seconds(); wall > 0 {
+		ph.ClientCPU = clientCPU / wall
+	}
 	if cpuWall > 0 {
 		ph.ServerCPU = cpuSecs / cpuWall
 	}

@@ -72,6 +72,15 @@ func selfRSS() int64 {
 	return s.RSS
 }
 
+// selfCPU is this process's CPU time in seconds.
+func selfCPU() float64 {
+	s, err := readProc(os.Getpid())
+	if err != nil {
+		return 0
+	}
+	return s.CPUSecs
+}
+
 // readProcs sums the samples of pids; missing processes are skipped and
 // reported.
 func readProcs(pids []int) (procSample, error) {

@@ -94,6 +94,7 @@ type message struct {
 	PubFail  int64   `json:"pubFail,omitempty"`
 	Backlog  int64   `json:"backlog,omitempty"` // events the worker could not send on time
 	PubSecs  float64 `json:"pubSecs,omitempty"`
+	CPUSecs  float64 `json:"cpuSecs,omitempty"` // the worker's own CPU time during the phase
 
 	Error string `json:"error,omitempty"`
 }

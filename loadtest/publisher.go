@@ -67,7 +67,14 @@ func (p *mqttPublisher) add(s *session, qos byte, size int) {
 	var pl [128]byte
 	payload := appendPayload(pl[:0], seq, time.Now().UnixNano(), size)
 	p.buf = appendPublish(p.buf, s.topic, qos, pid, payload)
+	if len(p.buf) >= maxBatch {
+		_ = p.flush()
+	}
 }
+
+// maxBatch bounds one batched WebSocket message, well under any broker's
+// frame limit (Herald's is 132 KiB) when a slow tick has many events due.
+const maxBatch = 16 << 10
 
 // flush writes the batch as one WebSocket message: MQTT over WebSocket
 // allows several packets per message, and one write per tick instead of

@@ -135,12 +135,12 @@ func writeMarkdown(w io.Writer, title string, res *Results, plots []string) {
 		}
 	}
 
-	fmt.Fprintf(w, "\n## Publish rates\n\n| target | rate | sent/s | delivered/s | p50 | p90 | p99 | p99.9 | max | lost | dup | out of order | server CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "\n## Publish rates\n\n| target | rate | sent/s | delivered/s | p50 | p90 | p99 | p99.9 | max | lost | dup | out of order | server CPU | load generator CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range res.Targets {
 		for _, p := range t.Phases {
 			l := p.Latency
-			fmt.Fprintf(w, "| %s | %.0f | %.0f | %.0f | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %d | %d | %d | %.2f cores |\n",
-				t.Name, p.Rate, p.Achieved, p.Delivered, l.P50, l.P90, l.P99, l.P999, l.Max, p.Lost, p.Dup, p.OOO, p.ServerCPU)
+			fmt.Fprintf(w, "| %s | %.0f | %.0f | %.0f | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %d | %d | %d | %.2f cores | %.2f cores |\n",
+				t.Name, p.Rate, p.Achieved, p.Delivered, l.P50, l.P90, l.P99, l.P999, l.Max, p.Lost, p.Dup, p.OOO, p.ServerCPU, p.ClientCPU)
 		}
 	}
 	var per []string
@@ -189,8 +189,8 @@ func WriteSummary(w io.Writer, res *Results) {
 			t.Name, t.Connected, t.Sessions, t.Failed, formatReasons(t.Reasons), t.RampRate, t.ConnectTime.P99,
 			mib(t.IdleRSS), kib(t.RSSPerSession), mib(t.ClientRSS))
 		for _, p := range t.Phases {
-			fmt.Fprintf(w, "%-10s rate %6.0f/s delivered %6.0f/s p50 %6.1f ms p99 %7.1f ms max %7.1f ms lost %d dup %d ooo %d server CPU %.2f\n",
-				"", p.Rate, p.Delivered, p.Latency.P50, p.Latency.P99, p.Latency.Max, p.Lost, p.Dup, p.OOO, p.ServerCPU)
+			fmt.Fprintf(w, "%-10s rate %6.0f/s delivered %6.0f/s p50 %6.1f ms p99 %7.1f ms max %7.1f ms lost %d dup %d ooo %d server CPU %.2f client CPU %.2f\n",
+				"", p.Rate, p.Delivered, p.Latency.P50, p.Latency.P99, p.Latency.Max, p.Lost, p.Dup, p.OOO, p.ServerCPU, p.ClientCPU)
 		}
 		if t.Error != "" {
 			fmt.Fprintf(w, "%-10s error: %s\n", "", t.Error)

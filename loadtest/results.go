@@ -84,6 +84,7 @@ type PhaseResult struct {
 	Backlog   int64       `json:"backlog"`
 	Latency   Percentiles `json:"latency"`
 	ServerCPU float64     `json:"serverCpu"` // cores busy during the phase
+	ClientCPU float64     `json:"clientCpu"` // cores the load generator's workers used
 	ServerRSS int64       `json:"serverRss"`
 	ClientRSS int64       `json:"clientRss"`
 }

@@ -141,7 +141,9 @@ func (w *worker) run(ctx context.Context, sc *bufio.Scanner) error {
 			if c.Cmd != "phase" {
 				continue
 			}
+			cpu0 := selfCPU()
 			backlog, secs := w.phase(ctx, c)
+			cpu := selfCPU() - cpu0
 			sent, got, dup, ooo, bad, down := w.totals()
 			var pubFail int64
 			for _, rp := range w.pubs {
@@ -156,7 +158,7 @@ func (w *worker) run(ctx context.Context, sc *bufio.Scanner) error {
 			w.send(message{Type: "phase", Phase: c.Index, Latency: &lat,
 				Sent: sent - prevSent, Received: got - prevGot, Lost: (sent - prevSent) - (got - prevGot),
 				Dup: dup - prevDup, OOO: ooo - prevOOO, Bad: bad - prevBad, Dropped: down,
-				PubFail: pubFail, Backlog: backlog, PubSecs: secs, RSS: selfRSS()})
+				PubFail: pubFail, Backlog: backlog, PubSecs: secs, CPUSecs: cpu, RSS: selfRSS()})
 			prevSent, prevGot, prevDup, prevOOO, prevBad = sent, got, dup, ooo, bad
 		}
 	}

@@ -16,7 +16,7 @@
 #   HERALD_BENCH_OUT           report directory           (docs/bench)
 #   HERALD_BENCH_SESSIONS      sessions per target        (10000)
 #   HERALD_BENCH_REPLICAS      gateway processes          (1)
-#   HERALD_BENCH_RATES         events/s, each held for    (10000,20000,40000,60000,80000)
+#   HERALD_BENCH_RATES         events/s, each held for    (10000,20000,30000,40000,60000)
 #   HERALD_BENCH_DURATION      ... this long              (15s)
 #   HERALD_BENCH_QOS           0 or 1                     (0)
 #   HERALD_BENCH_RAMP          connects/s                 (2000)
@@ -24,13 +24,14 @@
 #   HERALD_BENCH_BIG           1 adds the whole-box run   (0)
 #   HERALD_BENCH_BIG_SESSIONS  (100000)   HERALD_BENCH_BIG_REPLICAS (6)
 #   HERALD_BENCH_BIG_RATES     (20000,60000)
+#   HERALD_BENCH_SINGLE_SESSIONS  with BIG=1, also one gateway process this full (19500)
 set -euo pipefail
 
 BIN=${HERALD_BIN:-bin/herald}
 OUT=${HERALD_BENCH_OUT:-docs/bench}
 SESSIONS=${HERALD_BENCH_SESSIONS:-10000}
 REPLICAS=${HERALD_BENCH_REPLICAS:-1}
-RATES=${HERALD_BENCH_RATES:-10000,20000,40000,60000,80000}
+RATES=${HERALD_BENCH_RATES:-10000,20000,30000,40000,60000}
 DURATION=${HERALD_BENCH_DURATION:-15s}
 QOS=${HERALD_BENCH_QOS:-0}
 RAMP=${HERALD_BENCH_RAMP:-2000}
@@ -39,6 +40,7 @@ BIG=${HERALD_BENCH_BIG:-0}
 BIG_SESSIONS=${HERALD_BENCH_BIG_SESSIONS:-100000}
 BIG_REPLICAS=${HERALD_BENCH_BIG_REPLICAS:-6}
 BIG_RATES=${HERALD_BENCH_BIG_RATES:-20000,60000}
+SINGLE_SESSIONS=${HERALD_BENCH_SINGLE_SESSIONS:-19500}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 
 [[ -x $BIN ]] || { echo "bench-loadtest: $BIN not built (make build)" >&2; exit 1; }
@@ -153,6 +155,18 @@ HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
 	--command "$CMD" --commit "$COMMIT"
 stop_gateways
 if [[ $WITH_MOSQ == 1 ]]; then kill "$MOSQ_PID" 2>/dev/null || true; wait "$MOSQ_PID" 2>/dev/null || true; fi
+
+# --- one gateway process as full as its file limit allows ------------------
+if [[ $BIG == 1 ]]; then
+	start_gateways 1
+	CMD="scripts/bench-loadtest.sh (HERALD_BENCH_BIG=1 HERALD_BENCH_SINGLE_SESSIONS=$SINGLE_SESSIONS)"
+	HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
+		--herald "$URLS" --herald-pids "$GW_PIDS" --herald-pprof "$PPROFS" \
+		--sessions "$SINGLE_SESSIONS" --workers 2 --ramp "$RAMP" --rates 20000 --duration "$DURATION" --qos "$QOS" \
+		--payload 64 --out "$OUT/loadtest-${SINGLE_SESSIONS}-1proc" --title "Herald, $SINGLE_SESSIONS sessions on one gateway process" \
+		--command "$CMD" --commit "$COMMIT"
+	stop_gateways
+fi
 
 # --- whole-box run: many sessions over several gateway processes ----------
 if [[ $BIG == 1 ]]; then
