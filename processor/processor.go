@@ -194,7 +194,10 @@ receive:
 		}
 		out, err := p.cfg.Queue.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(p.cfg.QueueURL), MaxNumberOfMessages: int32(n),
-			WaitTimeSeconds:             int32(p.cfg.WaitTime / time.Second),
+			WaitTimeSeconds: int32(p.cfg.WaitTime / time.Second),
+			// Taken for Visibility on receipt (the queue's own timeout may
+			// be shorter); the heartbeat renews it from there.
+			VisibilityTimeout:           int32(p.cfg.Visibility / time.Second),
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
 		})
 		var msgs []types.Message
@@ -283,23 +286,24 @@ func (p *Processor) handle(ctx context.Context, m types.Message) {
 	}
 }
 
-// heartbeat takes the message for Visibility right away (the queue's own
-// timeout may be shorter) and renews that every Heartbeat until ctx ends.
+// heartbeat renews the message's visibility (taken for Visibility by the
+// receive) every Heartbeat until ctx ends. Most steps end before the
+// first renewal, so they cost no queue call here.
 func (p *Processor) heartbeat(ctx context.Context, m types.Message) {
 	t := time.NewTicker(p.cfg.Heartbeat)
 	defer t.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		_, err := p.cfg.Queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 			QueueUrl: aws.String(p.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle,
 			VisibilityTimeout: int32(p.cfg.Visibility / time.Second),
 		})
 		if err != nil && ctx.Err() == nil {
 			p.log.Warn("visibility heartbeat failed", "message_id", aws.ToString(m.MessageId), "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }
