@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +26,16 @@ import (
 //   - idle-p50-ms: the same for 10 jobs sent one at a time afterwards
 //     (no queueing behind other jobs);
 //   - raw-files/s and ratio: the same four renditions per file made by
-//     plain vipsthumbnail processes, NumCPU at a time, in the same run.
+//     plain `vips thumbnail` processes with the very arguments the engine
+//     uses (minus prlimit), NumCPU at a time, in the same run: half of the
+//     files just before the Herald run and half just after, so a change in
+//     the machine's load (it is shared) hits both sides alike;
+//   - herald-cpu-ms/job, conv-cpu-ms/job, raw-cpu-ms/file and cpu-ratio:
+//     CPU time (user+sys) of this process (localaws, broker, processor,
+//     the simulated browsers) and of its converter children per job, of
+//     the raw processes per file, and raw / (herald + converters). Unlike
+//     wall time these do not depend on what else runs on the machine
+//     (kernel threads writing back fsynced data are not counted).
 //
 // Run: go test -run XXX -bench Pipeline -benchtime 1x ./processor
 func BenchmarkPipeline(b *testing.B) {
@@ -46,6 +56,10 @@ func BenchmarkPipeline(b *testing.B) {
 
 	b.ResetTimer()
 	for range b.N {
+		b.StopTimer()
+		rawA := rawThumbnails(b, paths, 0, jobs/2)
+		b.StartTimer()
+		self0, children0 := cpuTimes()
 		type job struct {
 			id       string
 			uploaded time.Time
@@ -89,6 +103,7 @@ func BenchmarkPipeline(b *testing.B) {
 			notify = append(notify, got.Sub(lastOutputStored(e, j.id)))
 		}
 		elapsed := last.Sub(start)
+		self1, children1 := cpuTimes()
 		// One job at a time on an idle processor: latency without queueing.
 		var idle []time.Duration
 		for i := range 10 {
@@ -98,8 +113,12 @@ func BenchmarkPipeline(b *testing.B) {
 			idle = append(idle, e.events.receivedAt(final.ID).Sub(up))
 		}
 		b.StopTimer()
-		raw := rawVipsthumbnail(b, paths, jobs)
+		rawB := rawThumbnails(b, paths, jobs/2, jobs-jobs/2)
 		b.StartTimer()
+		raw := float64(jobs) / (rawA.wall + rawB.wall).Seconds()
+		rawCPU := ms(rawA.cpu+rawB.cpu) / jobs
+		// The idle jobs ran after self1, so only the batch is counted.
+		heraldCPU, convCPU := ms(self1-self0)/jobs, ms(children1-children0)/jobs
 		rate := float64(jobs) / elapsed.Seconds()
 		b.ReportMetric(rate, "jobs/s")
 		b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
@@ -109,7 +128,22 @@ func BenchmarkPipeline(b *testing.B) {
 		b.ReportMetric(ms(percentile(idle, 50)), "idle-p50-ms")
 		b.ReportMetric(raw, "raw-files/s")
 		b.ReportMetric(rate/raw, "ratio")
+		b.ReportMetric(heraldCPU, "herald-cpu-ms/job")
+		b.ReportMetric(convCPU, "conv-cpu-ms/job")
+		b.ReportMetric(rawCPU, "raw-cpu-ms/file")
+		b.ReportMetric(rawCPU/(heraldCPU+convCPU), "cpu-ratio")
 	}
+}
+
+// cpuTimes returns the CPU time (user+sys) used so far by this process
+// and by its waited-for children.
+func cpuTimes() (self, children time.Duration) {
+	var r syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r)
+	self = time.Duration(r.Utime.Nano() + r.Stime.Nano())
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &r)
+	children = time.Duration(r.Utime.Nano() + r.Stime.Nano())
+	return self, children
 }
 
 // lastOutputStored is when the job's last output was stored, from the
@@ -125,11 +159,21 @@ func lastOutputStored(e *env, jobID string) time.Time {
 	return last
 }
 
-// rawVipsthumbnail makes the image pipeline's four renditions of n files
-// (cycling through paths) with plain vipsthumbnail, NumCPU files at a
-// time, and returns files per second.
-func rawVipsthumbnail(b *testing.B, paths []string, n int) float64 {
+// rawResult is one raw run: its wall time and its children's CPU time.
+type rawResult struct{ wall, cpu time.Duration }
+
+// rawThumbnails makes the image pipeline's four renditions of files
+// first..first+n-1 (cycling through paths) with plain `vips thumbnail`,
+// with the arguments the engine gives it, NumCPU files at a time.
+func rawThumbnails(b *testing.B, paths []string, first, n int) rawResult {
 	out := b.TempDir()
+	renditions := []struct{ size, file string }{
+		{"256", "t.webp[Q=80,strip]"},
+		{"256", "t.jpg[Q=82,strip,background=255,optimize_coding]"},
+		{"1024", "p.webp[Q=80,strip]"},
+		{"1024", "p.jpg[Q=82,strip,background=255,optimize_coding]"},
+	}
+	_, c0 := cpuTimes()
 	start := time.Now()
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -139,21 +183,24 @@ func rawVipsthumbnail(b *testing.B, paths []string, n int) float64 {
 			defer wg.Done()
 			for i := range next {
 				in := paths[i%len(paths)]
-				for _, r := range []struct{ size, fmt string }{{"256", "webp[Q=80]"}, {"256", "jpg[Q=82]"}, {"1024", "webp[Q=80]"}, {"1024", "jpg[Q=82]"}} {
-					o := filepath.Join(out, fmt.Sprintf("%d-%s-%%s.%s", i, r.size, r.fmt))
-					if b, err := exec.Command("vipsthumbnail", in, "--size", r.size, "-o", o).CombinedOutput(); err != nil {
-						panic(fmt.Sprintf("vipsthumbnail: %v %s", err, b))
+				for _, r := range renditions {
+					o := filepath.Join(out, fmt.Sprintf("%d-%s", i, r.file))
+					cmd := exec.Command("vips", "thumbnail", in, o, r.size, "--height", r.size, "--size", "down", "--fail-on", "error")
+					if b, err := cmd.CombinedOutput(); err != nil {
+						panic(fmt.Sprintf("vips thumbnail: %v %s", err, b))
 					}
 				}
 			}
 		}()
 	}
-	for i := range n {
+	for i := first; i < first+n; i++ {
 		next <- i
 	}
 	close(next)
 	wg.Wait()
-	return float64(n) / time.Since(start).Seconds()
+	wall := time.Since(start)
+	_, c1 := cpuTimes()
+	return rawResult{wall: wall, cpu: c1 - c0}
 }
 
 func percentile(d []time.Duration, p int) time.Duration {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -107,18 +109,27 @@ func (p *Processor) fail(ctx context.Context, st *State, code convert.Code, msg 
 
 // complete ends the job with job.completed once every output is stored.
 func (p *Processor) complete(ctx context.Context, st *State) error {
-	outs := make([]event.Output, 0, len(st.Outputs))
-	for _, file := range st.Outputs {
-		o, found, err := p.storedOutput(ctx, st, file)
-		if err != nil {
-			return err
-		}
-		if !found {
-			// Listed but not (or not yet) a record of this job's step:
-			// retry; that step is still to store it.
-			return fmt.Errorf("job %s: output %s listed but not stored by its step", st.JobID, file)
-		}
-		outs = append(outs, o)
+	// The records are read at once: this is on the path from the last
+	// output to the browser's job.completed.
+	outs := make([]event.Output, len(st.Outputs))
+	errs := make([]error, len(st.Outputs))
+	var wg sync.WaitGroup
+	for i, file := range st.Outputs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o, found, err := p.storedOutput(ctx, st, file)
+			if err == nil && !found {
+				// Listed but not (or not yet) a record of this job's
+				// step: retry; that step is still to store it.
+				err = fmt.Errorf("job %s: output %s listed but not stored by its step", st.JobID, file)
+			}
+			outs[i], errs[i] = o, err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if err := p.sign(ctx, outs); err != nil {
 		return err
