@@ -217,8 +217,8 @@ type run struct {
 	dropped   int // sessions whose connection ended, as of the last phase
 }
 
-func runTarget(ctx context.Context, cfg Config, t Target) (TargetResult, error) {
-	tr := TargetResult{Name: t.Name, Kind: t.Kind, Replicas: len(t.Replicas), Workers: cfg.Workers,
+func runTarget(ctx context.Context, cfg Config, t Target) (tr TargetResult, err error) {
+	tr = TargetResult{Name: t.Name, Kind: t.Kind, Replicas: len(t.Replicas), Workers: cfg.Workers,
 		Sessions: cfg.Sessions, ServerPIDs: t.PIDs, Reasons: map[string]int{}}
 	r := &run{cfg: cfg, t: t, msgs: make(chan workerMsg, 1024), start: time.Now(),
 		connected: make([]int, cfg.Workers), failed: make([]int, cfg.Workers), rss: make([]int64, cfg.Workers)}
@@ -237,10 +237,11 @@ func runTarget(ctx context.Context, cfg Config, t Target) (TargetResult, error) 
 	go func() { defer sampler.Done(); r.sample(sctx) }()
 	defer func() { stopSampler(); sampler.Wait(); tr.Memory = r.memory }()
 
+	// Workers stop before the sampler, so the memory curve shows the end.
+	defer r.stopWorkers()
 	if err := r.startWorkers(ctx); err != nil {
 		return tr, err
 	}
-	defer r.stopWorkers()
 
 	// Ramp: wait for every worker's "ready".
 	bar := r.bar(cfg.Sessions, t.Name+" connect")

@@ -224,7 +224,9 @@ func plotLatencyOverTime(res *Results) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = "Delivery latency per second (p50 dashed, p99 solid)"
 	p.X.Label.Text = "seconds of publishing (rates in sequence)"
-	p.Y.Label.Text = "ms"
+	p.Y.Label.Text = "ms (log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Legend.Top = true
 	any := false
 	for k, t := range res.Targets {
@@ -233,8 +235,8 @@ func plotLatencyOverTime(res *Results) (*plot.Plot, error) {
 			if tp.Count == 0 {
 				continue
 			}
-			p50 = append(p50, plotter.XY{X: tp.T, Y: tp.P50})
-			p99 = append(p99, plotter.XY{X: tp.T, Y: tp.P99})
+			p50 = append(p50, plotter.XY{X: tp.T, Y: max(tp.P50, 0.001)})
+			p99 = append(p99, plotter.XY{X: tp.T, Y: max(tp.P99, 0.001)})
 		}
 		if len(p99) < 2 {
 			continue
@@ -257,7 +259,9 @@ func plotPercentiles(res *Results) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = "p99 delivery latency by publish rate (p50 dashed)"
 	p.X.Label.Text = "events/s offered"
-	p.Y.Label.Text = "ms"
+	p.Y.Label.Text = "ms (log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Legend.Top = true
 	any := false
 	for k, t := range res.Targets {
@@ -266,8 +270,8 @@ func plotPercentiles(res *Results) (*plot.Plot, error) {
 			if ph.Latency.Count == 0 {
 				continue
 			}
-			p50 = append(p50, plotter.XY{X: ph.Rate, Y: ph.Latency.P50})
-			p99 = append(p99, plotter.XY{X: ph.Rate, Y: ph.Latency.P99})
+			p50 = append(p50, plotter.XY{X: ph.Rate, Y: max(ph.Latency.P50, 0.001)})
+			p99 = append(p99, plotter.XY{X: ph.Rate, Y: max(ph.Latency.P99, 0.001)})
 		}
 		if len(p99) == 0 {
 			continue

@@ -1,0 +1,162 @@
+package loadtest
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// benchMosquitto starts the installed Mosquitto with a WebSocket listener
+// and returns its URL; the benchmark is skipped without it.
+func benchMosquitto(b *testing.B) string {
+	b.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		bin = "/usr/sbin/mosquitto"
+		if _, err := os.Stat(bin); err != nil {
+			b.Skip("mosquitto is not installed")
+		}
+	}
+	port := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		return strings.Split(ln.Addr().String(), ":")[1]
+	}
+	ws, tcp := port(), port()
+	conf := filepath.Join(b.TempDir(), "m.conf")
+	body := "allow_anonymous true\npersistence false\nlog_dest none\nmax_connections -1\nlistener " + tcp +
+		" 127.0.0.1\nlistener " + ws + " 127.0.0.1\nprotocol websockets\n"
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+ws); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "ws://127.0.0.1:" + ws
+}
+
+func memNow() (uint64, int) {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse, runtime.NumGoroutine()
+}
+
+// BenchmarkClientMemory compares what one subscribed, idle MQTT-over-
+// WebSocket client costs the load generator: this package's lean session
+// against paho.golang's client on the same coder/websocket connection.
+//
+//	go test ./loadtest -run '^$' -bench ClientMemory -benchtime 1x
+func BenchmarkClientMemory(b *testing.B) {
+	url := benchMosquitto(b)
+	const n = 1000
+	// Mosquitto answers each step of a connect after a delayed ACK (no
+	// TCP_NODELAY by default), so connects run 50 at a time.
+	parallel := func(f func(k int)) {
+		sem := make(chan struct{}, 50)
+		var wg sync.WaitGroup
+		for k := 0; k < n; k++ {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() { defer wg.Done(); defer func() { <-sem }(); f(k) }()
+		}
+		wg.Wait()
+	}
+	d, err := newDialers(nil, 10*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("lean", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			m0, g0 := memNow()
+			closing := new(atomicBool)
+			rec := newRecorder()
+			ss := make([]*session, n)
+			var mu sync.Mutex
+			parallel(func(k int) {
+				mu.Lock()
+				cl := d.pick()
+				mu.Unlock()
+				c, err := dialMQTT(context.Background(), cl, url, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				id := randomID()
+				if _, err := c.connect(time.Now().Add(10*time.Second), id, "", "", 0); err != nil {
+					b.Fatal(err)
+				}
+				if err := c.subscribe(time.Now().Add(10*time.Second), "lt/"+id+"/#", 1); err != nil {
+					b.Fatal(err)
+				}
+				s := &session{c: c}
+				go s.readLoop(rec, &closing.b)
+				ss[k] = s
+			})
+			m1, g1 := memNow()
+			b.ReportMetric(float64(m1-m0)/n/1024, "KiB/conn")
+			b.ReportMetric(float64(g1-g0)/n, "goroutines/conn")
+			closing.b.Store(true)
+			for _, s := range ss {
+				s.c.close()
+			}
+		}
+	})
+	b.Run("paho", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			m0, g0 := memNow()
+			cs := make([]*paho.Client, n)
+			parallel(func(k int) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn := packets.NewThreadSafeConn(websocket.NetConn(context.Background(), ws, websocket.MessageBinary))
+				c := paho.NewClient(paho.ClientConfig{Conn: conn,
+					OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(paho.PublishReceived) (bool, error) { return true, nil }}})
+				id := randomID()
+				if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 0, CleanStart: true}); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "lt/" + id + "/#", QoS: 1}}}); err != nil {
+					b.Fatal(err)
+				}
+				cancel()
+				cs[k] = c
+			})
+			m1, g1 := memNow()
+			b.ReportMetric(float64(m1-m0)/n/1024, "KiB/conn")
+			b.ReportMetric(float64(g1-g0)/n, "goroutines/conn")
+			for _, c := range cs {
+				_ = c.Disconnect(&paho.Disconnect{})
+			}
+		}
+	})
+}
+
+type atomicBool struct{ b atomic.Bool }
