@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,11 +116,17 @@ func (b *scaleoutBrowser) connect(t *testing.T, base string) error {
 	if err := json.Unmarshal(body, &b.s); err != nil {
 		return fmt.Errorf("session: %w", err)
 	}
+	return b.dial(t, b.s.MQTT.URL)
+}
+
+// dial opens MQTT 5 over the WebSocket at wsURL with the browser's session
+// (clean start) and subscribes to its channel.
+func (b *scaleoutBrowser) dial(t *testing.T, wsURL string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, b.s.MQTT.URL, &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
+	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", b.s.MQTT.URL, err)
+		return fmt.Errorf("dial %s: %w", wsURL, err)
 	}
 	// paho writes a packet in several writes and pings concurrently; over a
 	// WebSocket those writes must not interleave.
@@ -135,7 +142,8 @@ func (b *scaleoutBrowser) connect(t *testing.T, base string) error {
 		conn.Close()
 		return fmt.Errorf("connect: %w", err)
 	}
-	t.Cleanup(func() { _ = b.c.Disconnect(&paho.Disconnect{}) })
+	c := b.c
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
 	sa, err := b.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: b.s.Topic, QoS: 1}}})
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
@@ -430,6 +438,42 @@ func TestScaleOut(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("jobs not ended exactly once across the processors (job:count): %v", bad)
 	}
+	// A browser that comes back on the other replica after its job ended
+	// still learns how it ended: the final event is retained upstream and
+	// comes with the new replica's upstream subscription.
+	var movers []*scaleoutBrowser
+	for i := 0; i < browsers; i += 10 {
+		b := bs[i]
+		_ = b.c.Disconnect(&paho.Disconnect{})
+		movers = append(movers, &scaleoutBrowser{home: 1 - b.home, s: b.s, jobID: b.jobID, topics: map[string]string{}, byID: map[string]event.Envelope{}})
+	}
+	t2 := time.Now()
+	if errs := parallel(len(movers), 8, func(i int) error {
+		m := movers[i]
+		return m.dial(t, "ws"+strings.TrimPrefix(replicas[m.home].base, "http")+"/mqtt")
+	}); len(errs) > 0 {
+		t.Fatalf("browsers did not reconnect on the other replica: %v", errs)
+	}
+	waitCond(t, 20*time.Second, "retained final events on the other replica", func() bool {
+		for _, m := range movers {
+			if !m.completed() {
+				return false
+			}
+		}
+		return true
+	})
+	moved := time.Since(t2)
+	for i, m := range movers {
+		before, _, _ := bs[i*10].events()
+		got, _, _ := m.events()
+		for id, e := range got {
+			if _, ok := before[id]; !ok || !e.Final() {
+				t.Errorf("browser %d back on replica%d: got %s %s, want only the final event it saw before", i*10, m.home+1, id, e.Type)
+			}
+		}
+	}
+	t.Logf("%d browsers reconnected on the other replica got their retained final event in %v", len(movers), moved.Round(time.Millisecond))
+
 	t.Logf("%d jobs over 2 federated replicas and 3 processors (%d workers each): processes ready in %v, browsers connected in %v, uploads in %v, all completed %v after the first upload; %d distinct events, %d deliveries; %v",
 		browsers, workers, started.Round(time.Millisecond), connected.Round(time.Millisecond), uploaded.Round(time.Millisecond),
 		finished.Round(time.Millisecond), distinct, deliveries, share)
