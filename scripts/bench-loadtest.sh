@@ -23,7 +23,7 @@
 #   HERALD_BENCH_MOSQUITTO     0 skips Mosquitto          (1)
 #   HERALD_BENCH_BIG           1 adds the whole-box run   (0)
 #   HERALD_BENCH_BIG_SESSIONS  (100000)   HERALD_BENCH_BIG_REPLICAS (6)
-#   HERALD_BENCH_BIG_RATES     (20000,60000)
+#   HERALD_BENCH_BIG_RATES     (20000,60000)      HERALD_BENCH_BIG_QOS (1)
 #   HERALD_BENCH_SINGLE_SESSIONS  with BIG=1, also one gateway process this full (19500)
 set -euo pipefail
 
@@ -40,6 +40,7 @@ BIG=${HERALD_BENCH_BIG:-0}
 BIG_SESSIONS=${HERALD_BENCH_BIG_SESSIONS:-100000}
 BIG_REPLICAS=${HERALD_BENCH_BIG_REPLICAS:-6}
 BIG_RATES=${HERALD_BENCH_BIG_RATES:-20000,60000}
+BIG_QOS=${HERALD_BENCH_BIG_QOS:-1}
 SINGLE_SESSIONS=${HERALD_BENCH_SINGLE_SESSIONS:-19500}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 
@@ -171,10 +172,10 @@ fi
 # --- whole-box run: many sessions over several gateway processes ----------
 if [[ $BIG == 1 ]]; then
 	start_gateways "$BIG_REPLICAS"
-	CMD="scripts/bench-loadtest.sh (HERALD_BENCH_BIG=1 HERALD_BENCH_BIG_SESSIONS=$BIG_SESSIONS HERALD_BENCH_BIG_REPLICAS=$BIG_REPLICAS HERALD_BENCH_BIG_RATES=$BIG_RATES)"
+	CMD="scripts/bench-loadtest.sh (HERALD_BENCH_BIG=1 HERALD_BENCH_BIG_SESSIONS=$BIG_SESSIONS HERALD_BENCH_BIG_REPLICAS=$BIG_REPLICAS HERALD_BENCH_BIG_RATES=$BIG_RATES HERALD_BENCH_BIG_QOS=$BIG_QOS)"
 	HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
 		--herald "$URLS" --herald-pids "$GW_PIDS" --herald-pprof "$PPROFS" \
-		--sessions "$BIG_SESSIONS" --ramp "$RAMP" --rates "$BIG_RATES" --duration "$DURATION" --qos "$QOS" \
+		--sessions "$BIG_SESSIONS" --ramp "$RAMP" --rates "$BIG_RATES" --duration "$DURATION" --qos "$BIG_QOS" \
 		--payload 64 --out "$OUT/loadtest-${BIG_SESSIONS}" --title "Herald, $BIG_SESSIONS sessions over $BIG_REPLICAS gateway processes" \
 		--command "$CMD" --commit "$COMMIT"
 	stop_gateways
