@@ -49,9 +49,9 @@ vet:
 gotest:
 	$(GO) test -count=1 -timeout 600s ./...
 
-## fuzz: every fuzz target for a few seconds (seed corpora always run in gotest).
+## fuzz: every fuzz target for a short budget (seed corpora always run in gotest).
 fuzz:
-	@scripts/fuzz-all.sh $${FUZZTIME:-3s}
+	@scripts/fuzz-all.sh $${FUZZTIME:-2000x}
 
 jstest: build
 	HERALD_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1 web/e2e/
