@@ -31,7 +31,7 @@ func startProcessor(ctx context.Context, cfg *Config, p *parts, clients *awsClie
 	}
 	if cfg.has("processor") {
 		if pub == nil {
-			return nil, nil, errors.New("the processor role publishes job events through the broker role's embedded broker; run it with --roles broker,processor (an external bridge is not wired yet)")
+			return nil, nil, errors.New("the processor role needs somewhere to publish job events: run it with the broker role, or set HERALD_BROKER_URL (a gateway's MQTT listener or an upstream broker; see docs/scaling.md)")
 		}
 		ccfg := cfg.Processor.Convert
 		ccfg.Pipelines = pipelines

@@ -414,10 +414,10 @@ func TestProcessorCrashMidConversion(t *testing.T) {
 }
 
 // TestTwoProcessorsShareQueue: two full `herald serve` processes consume
-// one queue (the second uses the first's localaws). Until processor-only
-// processes can publish to a shared broker, each publishes into its own
-// embedded broker, so the test subscribes to both and merges: every job
-// completes exactly once across both, and both did work.
+// one queue (the second uses the first's localaws), each publishing into
+// its own embedded broker; the test subscribes to both and merges: every job
+// completes exactly once across both, and both did work. TestScaleOut covers
+// processor-only processes publishing through a shared upstream broker.
 func TestTwoProcessorsShareQueue(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")

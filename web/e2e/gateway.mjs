@@ -67,7 +67,9 @@ export async function startGateway(opts = {}) {
   }
 
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'herald-e2e-'));
-  const bin = process.env.HERALD_BIN || (await buildBinary(tmp));
+  // Resolve a relative HERALD_BIN against the caller's directory: the child
+  // runs in a temp dir.
+  const bin = process.env.HERALD_BIN ? path.resolve(process.env.HERALD_BIN) : await buildBinary(tmp);
   const httpPort = await freePort();
   const awsPort = await freePort();
   const apiKey = `demo_${randomBytes(18).toString('base64url')}`;
@@ -87,7 +89,14 @@ export async function startGateway(opts = {}) {
   child.stdout.setEncoding('utf8').on('data', keep);
   child.stderr.setEncoding('utf8').on('data', keep);
   let exited = null;
-  const exit = new Promise((resolve) => child.on('exit', (code, signal) => resolve((exited = { code, signal }))));
+  const exit = new Promise((resolve) => {
+    child.on('exit', (code, signal) => resolve((exited = { code, signal })));
+    // A spawn failure (missing binary) emits 'error' and no 'exit'.
+    child.on('error', (err) => {
+      output += `spawn ${bin}: ${err.message}\n`;
+      resolve((exited = { code: null, signal: null, error: err.message }));
+    });
+  });
 
   const stop = async () => {
     if (!exited) {
