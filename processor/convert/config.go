@@ -39,6 +39,12 @@ type Config struct {
 	// StderrTail is how many trailing bytes of a failed tool's stderr go
 	// into the error. 0 means 2048.
 	StderrTail int `yaml:"stderrTail"`
+	// Nice is the scheduling niceness converter processes run at (1-19),
+	// so that on a busy machine the processor's own short work (queue,
+	// storage, the job.completed path) runs first and converters take
+	// the CPU time left, which is most of it. 0 means 10; negative keeps
+	// the processor's own priority.
+	Nice int `yaml:"nice"`
 
 	// Pipelines are tried in order; the first match wins. Nil means
 	// [DefaultPipelines].

@@ -132,6 +132,10 @@ func (c Config) withDefaults() Config {
 	if c.StderrTail == 0 {
 		c.StderrTail = 2048
 	}
+	if c.Nice == 0 {
+		c.Nice = 10
+	}
+	c.Nice = min(c.Nice, 19)
 	if c.Pipelines == nil {
 		c.Pipelines = DefaultPipelines()
 	}

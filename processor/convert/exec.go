@@ -114,7 +114,16 @@ func (e *Engine) runOut(ctx context.Context, p proc, stdout io.Writer) error {
 	// the stderr pipe open.
 	cmd.WaitDelay = 2 * time.Second
 
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		if e.cfg.Nice > 0 {
+			// Set right after exec, before the tool starts its worker
+			// threads (they inherit it). Best effort: a failure only
+			// leaves the default priority.
+			_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, e.cfg.Nice)
+		}
+		err = cmd.Wait()
+	}
 	// A tool that exited may still have left children in its group.
 	_ = killGroup(cmd)
 	if ctx.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -80,6 +81,30 @@ func TestRunAppliesAddressSpaceLimit(t *testing.T) {
 	}
 	if got, want := strings.TrimSpace(out.String()), strconv.Itoa(3<<30/1024); got != want {
 		t.Errorf("ulimit -v = %q KiB, want %s", got, want)
+	}
+}
+
+func TestRunLowersPriority(t *testing.T) {
+	tests := []struct {
+		nice int
+		want string
+	}{
+		{0, "10"}, {5, "5"}, {-1, "0"},
+	}
+	if b, err := exec.Command("nice").Output(); err != nil || strings.TrimSpace(string(b)) != "0" {
+		t.Skipf("tests run at niceness %q (%v), not 0", b, err)
+	}
+	for _, tt := range tests {
+		e := newEngine(t, func(c *Config) { c.Nice = tt.nice })
+		out := newTail(4096)
+		// The pause lets the priority be set before the child reads it;
+		// the tools themselves start their threads later than that too.
+		if err := e.runOut(context.Background(), proc{argv: []string{"/bin/sh", "-c", "sleep 0.2; nice"}, workDir: t.TempDir()}, out); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(out.String()); got != tt.want {
+			t.Errorf("Nice %d: child niceness %q, want %s", tt.nice, got, tt.want)
+		}
 	}
 }
 
