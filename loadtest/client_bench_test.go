@@ -104,14 +104,17 @@ func BenchmarkClientMemory(b *testing.B) {
 				mu.Unlock()
 				c, err := dialMQTT(context.Background(), cl, url, "")
 				if err != nil {
-					b.Fatal(err)
+					b.Error(err)
+					return
 				}
 				id := randomID()
 				if _, err := c.connect(time.Now().Add(10*time.Second), id, "", "", 0); err != nil {
-					b.Fatal(err)
+					b.Error(err)
+					return
 				}
 				if err := c.subscribe(time.Now().Add(10*time.Second), "lt/"+id+"/#", 1); err != nil {
-					b.Fatal(err)
+					b.Error(err)
+					return
 				}
 				s := &session{c: c}
 				go s.readLoop(rec, &closing.b)
@@ -132,21 +135,24 @@ func BenchmarkClientMemory(b *testing.B) {
 			cs := make([]*paho.Client, n)
 			parallel(func(k int) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
 				ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
 				if err != nil {
-					b.Fatal(err)
+					b.Error(err)
+					return
 				}
 				conn := packets.NewThreadSafeConn(websocket.NetConn(context.Background(), ws, websocket.MessageBinary))
 				c := paho.NewClient(paho.ClientConfig{Conn: conn,
 					OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(paho.PublishReceived) (bool, error) { return true, nil }}})
 				id := randomID()
 				if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 0, CleanStart: true}); err != nil {
-					b.Fatal(err)
+					b.Error(err)
+					return
 				}
 				if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "lt/" + id + "/#", QoS: 1}}}); err != nil {
-					b.Fatal(err)
+					b.Error(err)
+					return
 				}
-				cancel()
 				cs[k] = c
 			})
 			m1, g1 := memNow()
