@@ -13,7 +13,7 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './node_modules/*' 2>/dev/n
 UI_SOURCES := $(wildcard web/ui/*) package.json package-lock.json
 STATIC_FILES := $(shell find web/static -type f -not -path 'web/static/dist/*' 2>/dev/null)
 
-.PHONY: run test build deps-run deps-test bundle vet gotest fuzz jstest bench clean
+.PHONY: run test build deps-run deps-test bundle vet gotest fuzz jstest bench bench-big clean
 
 ## run: install what is needed, build, and run the whole gateway locally with the demo page.
 run: deps-run build
@@ -56,8 +56,14 @@ fuzz:
 jstest: build
 	HERALD_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1 web/e2e/
 
+## bench: Go benchmarks, then the 10k-session Herald vs Mosquitto load test (report in docs/bench/).
 bench: deps-test build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./... 
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	HERALD_BIN=$(CURDIR)/$(BIN) scripts/bench-loadtest.sh
+
+## bench-big: adds the 19,500-session single-process run and 100k sessions over 6 gateways.
+bench-big: deps-test build
+	HERALD_BENCH_BIG=1 HERALD_BIN=$(CURDIR)/$(BIN) scripts/bench-loadtest.sh
 
 clean:
 	rm -rf bin web/static/dist test-output
