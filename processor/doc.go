@@ -21,7 +21,7 @@
 //     conversion slot is free, stores converted/{app}/{channel}/{jobId}/{output file}
 //     with the output's record (name, size, duration) as object metadata,
 //     and publishes job.progress (seq 1+done);
-//  3. the step that finds every output listed completes the job: it
+//  3. the step that finds every output's record completes the job: it
 //     creates the job's final marker with a conditional write and
 //     publishes job.completed (seq total+2, retained) with presigned
 //     output URLs. A conversion failure ends the job the same way with

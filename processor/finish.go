@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -107,30 +106,9 @@ func (p *Processor) fail(ctx context.Context, st *State, code convert.Code, msg 
 	return p.end(ctx, st.job(), st.stepID(), e)
 }
 
-// complete ends the job with job.completed once every output is stored.
-func (p *Processor) complete(ctx context.Context, st *State) error {
-	// The records are read at once: this is on the path from the last
-	// output to the browser's job.completed.
-	outs := make([]event.Output, len(st.Outputs))
-	errs := make([]error, len(st.Outputs))
-	var wg sync.WaitGroup
-	for i, file := range st.Outputs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o, found, err := p.storedOutput(ctx, st, file)
-			if err == nil && !found {
-				// Listed but not (or not yet) a record of this job's
-				// step: retry; that step is still to store it.
-				err = fmt.Errorf("job %s: output %s listed but not stored by its step", st.JobID, file)
-			}
-			outs[i], errs[i] = o, err
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
+// complete ends the job with job.completed; outs are the records of
+// every output, in pipeline order.
+func (p *Processor) complete(ctx context.Context, st *State, outs []event.Output) error {
 	if err := p.sign(ctx, outs); err != nil {
 		return err
 	}
@@ -139,33 +117,34 @@ func (p *Processor) complete(ctx context.Context, st *State) error {
 	return p.end(ctx, st.job(), st.stepID(), e)
 }
 
-// countDone counts the job's stored outputs by listing the job's output
-// prefix. An output object is written in one PUT together with its
-// record, so its presence means that output is done.
-func (p *Processor) countDone(ctx context.Context, st *State) (int, error) {
-	prefix := st.job().OutputKey("")
-	stored := map[string]bool{}
-	var token *string
-	for range 100 {
-		out, err := p.cfg.S3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(p.cfg.Bucket), Prefix: aws.String(prefix), ContinuationToken: token})
-		if err != nil {
-			return 0, fmt.Errorf("list outputs %s: %w", prefix, err)
-		}
-		for _, o := range out.Contents {
-			stored[strings.TrimPrefix(aws.ToString(o.Key), prefix)] = true
-		}
-		if !aws.ToBool(out.IsTruncated) {
-			break
-		}
-		token = out.NextContinuationToken
+// storedOutputs reads the record of every output of the job, all at once
+// (this is on the path from the last output to the browser's
+// job.completed), and counts the stored ones. An output object is
+// written in one PUT together with its record, so a record means that
+// output is done. HEADs of known keys rather than a listing keep the
+// processor's S3 permissions to reading and writing objects.
+func (p *Processor) storedOutputs(ctx context.Context, st *State) (outs []event.Output, done int, err error) {
+	outs = make([]event.Output, len(st.Outputs))
+	found := make([]bool, len(st.Outputs))
+	errs := make([]error, len(st.Outputs))
+	var wg sync.WaitGroup
+	for i, file := range st.Outputs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], found[i], errs[i] = p.storedOutput(ctx, st, file)
+		}()
 	}
-	n := 0
-	for _, f := range st.Outputs {
-		if stored[f] {
-			n++
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, err
+	}
+	for _, f := range found {
+		if f {
+			done++
 		}
 	}
-	return n, nil
+	return outs, done, nil
 }
 
 // sign fills the presigned GET URL of each output.

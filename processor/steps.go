@@ -112,7 +112,7 @@ func (p *Processor) output(ctx context.Context, st *State) error {
 			return err
 		}
 	}
-	done, err := p.countDone(ctx, st)
+	outs, done, err := p.storedOutputs(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (p *Processor) output(ctx context.Context, st *State) error {
 	if done < len(st.Outputs) {
 		return nil
 	}
-	return p.complete(ctx, st)
+	return p.complete(ctx, st, outs)
 }
 
 func (p *Processor) spec(pipeline, file string) (convert.OutputSpec, bool) {
