@@ -97,9 +97,16 @@ type IoTCfg struct {
 
 // ProcessorCfg tunes the processor role.
 type ProcessorCfg struct {
-	// Workers is how many steps run at once; HERALD_PROCESSOR_WORKERS;
-	// default one per CPU.
+	// Conversions is how many converter runs (CPU-bound) go at once;
+	// HERALD_PROCESSOR_CONVERSIONS; default one per CPU.
+	Conversions int `yaml:"conversions"`
+	// Workers is how many job steps are in flight, so one step's S3 and
+	// queue I/O overlaps another's conversion; HERALD_PROCESSOR_WORKERS;
+	// default 2 × conversions.
 	Workers int `yaml:"workers"`
+	// InputCacheBytes bounds the local cache of downloaded inputs shared by
+	// a job's output steps; default 1 GiB, negative turns it off.
+	InputCacheBytes int64 `yaml:"inputCacheBytes"`
 	// Visibility is how long a step's message stays hidden after its last
 	// heartbeat, i.e. how soon a killed processor's work is redone;
 	// HERALD_PROCESSOR_VISIBILITY; default 60s.
@@ -225,12 +232,14 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 	if v := getenv("HERALD_ROLES"); v != "" {
 		cfg.Roles = splitList(v)
 	}
-	if v := getenv("HERALD_PROCESSOR_WORKERS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("HERALD_PROCESSOR_WORKERS=%q: want a positive integer", v)
+	for name, dst := range map[string]*int{"HERALD_PROCESSOR_WORKERS": &cfg.Processor.Workers, "HERALD_PROCESSOR_CONVERSIONS": &cfg.Processor.Conversions} {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("%s=%q: want a positive integer", name, v)
+			}
+			*dst = n
 		}
-		cfg.Processor.Workers = n
 	}
 	if v := getenv("HERALD_PROCESSOR_VISIBILITY"); v != "" {
 		d, err := time.ParseDuration(v)

@@ -42,7 +42,8 @@ func startProcessor(ctx context.Context, cfg *Config, p *parts, clients *awsClie
 		proc, err := processor.New(processor.Config{
 			S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
 			Bucket: clients.Bucket, Converter: eng, Pipelines: pipelines, Publisher: pub,
-			Workers: cfg.Processor.Workers, Visibility: cfg.Processor.Visibility, DrainTimeout: cfg.ShutdownTimeout,
+			Workers: cfg.Processor.Workers, Conversions: cfg.Processor.Conversions, InputCacheBytes: cfg.Processor.InputCacheBytes,
+			Visibility: cfg.Processor.Visibility, DrainTimeout: cfg.ShutdownTimeout,
 			Logger: log.With("part", "processor"),
 		})
 		if err != nil {
