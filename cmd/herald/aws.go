@@ -41,11 +41,7 @@ func startAWS(ctx context.Context, cfg *Config, p *parts, origins []string, log 
 	} else {
 		out.Endpoint = "http://" + cfg.AWS.LocalAddr
 		if cfg.has("web") && *cfg.AWS.LocalEmbed {
-			srv, err := localaws.New(localaws.Config{
-				Addr: cfg.AWS.LocalAddr, DataDir: filepath.Join(cfg.DataDir, "localaws"), Region: cfg.AWS.Region,
-				AccessKey: cfg.AWS.AccessKey, SecretKey: cfg.AWS.SecretKey, Bucket: cfg.AWS.Bucket,
-				Queue: queueName(cfg.AWS.Queue), CORSOrigins: origins, Logger: log.With("part", "localaws"),
-			})
+			srv, err := localaws.New(cfg.localaws(origins, log.With("part", "localaws")))
 			if err != nil {
 				return nil, err
 			}
@@ -77,6 +73,15 @@ func startAWS(ctx context.Context, cfg *Config, p *parts, origins []string, log 
 	}
 	out.QueueURL = aws.ToString(res.QueueUrl)
 	return out, nil
+}
+
+// localaws is the localaws configuration this gateway's settings imply.
+func (c *Config) localaws(origins []string, log *slog.Logger) localaws.Config {
+	return localaws.Config{
+		Addr: c.AWS.LocalAddr, DataDir: filepath.Join(c.DataDir, "localaws"), Region: c.AWS.Region,
+		AccessKey: c.AWS.AccessKey, SecretKey: c.AWS.SecretKey, Bucket: c.AWS.Bucket,
+		Queue: queueName(c.AWS.Queue), CORSOrigins: origins, Logger: log,
+	}
 }
 
 // queueName accepts a queue name or URL and returns the name.

@@ -213,13 +213,24 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 	env(&cfg.Broker.Federation.CAFile, "HERALD_FEDERATION_CA_FILE")
 	env(&cfg.Broker.IoT.Endpoint, "HERALD_IOT_ENDPOINT")
 	env(&cfg.Broker.IoT.BrowserRoleARN, "HERALD_IOT_BROWSER_ROLE_ARN")
-	for name, dst := range map[string]*int{"HERALD_BROKER_CONNECTIONS": &cfg.Broker.Connections, "HERALD_BROKER_MAX_QUEUED": &cfg.Broker.OutboxMax} {
-		if v := getenv(name); v != "" {
+	ints := []struct {
+		name string
+		min  int
+		dst  *int
+	}{
+		{"HERALD_MAX_CONNECTIONS", 1, &cfg.Broker.MaxConnections},
+		{"HERALD_BROKER_CONNECTIONS", 0, &cfg.Broker.Connections},
+		{"HERALD_BROKER_MAX_QUEUED", 0, &cfg.Broker.OutboxMax},
+		{"HERALD_PROCESSOR_WORKERS", 1, &cfg.Processor.Workers},
+		{"HERALD_PROCESSOR_CONVERSIONS", 1, &cfg.Processor.Conversions},
+	}
+	for _, e := range ints {
+		if v := getenv(e.name); v != "" {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return nil, fmt.Errorf("%s=%q: want a non-negative integer", name, v)
+			if err != nil || n < e.min {
+				return nil, fmt.Errorf("%s=%q: want an integer of at least %d", e.name, v, e.min)
 			}
-			*dst = n
+			*e.dst = n
 		}
 	}
 	if v := getenv("HERALD_LOCALAWS_EMBED"); v != "" {
@@ -232,28 +243,12 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 	if v := getenv("HERALD_ROLES"); v != "" {
 		cfg.Roles = splitList(v)
 	}
-	for name, dst := range map[string]*int{"HERALD_PROCESSOR_WORKERS": &cfg.Processor.Workers, "HERALD_PROCESSOR_CONVERSIONS": &cfg.Processor.Conversions} {
-		if v := getenv(name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return nil, fmt.Errorf("%s=%q: want a positive integer", name, v)
-			}
-			*dst = n
-		}
-	}
 	if v := getenv("HERALD_PROCESSOR_VISIBILITY"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < time.Second {
 			return nil, fmt.Errorf("HERALD_PROCESSOR_VISIBILITY=%q: want a duration of at least 1s", v)
 		}
 		cfg.Processor.Visibility = d
-	}
-	if v := getenv("HERALD_MAX_CONNECTIONS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return nil, fmt.Errorf("HERALD_MAX_CONNECTIONS=%q: %w", v, err)
-		}
-		cfg.Broker.MaxConnections = n
 	}
 	set := func(dst *string, v string) {
 		if v != "" {

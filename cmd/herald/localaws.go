@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"path/filepath"
 
 	"github.com/heraldgw/herald/localaws"
 )
@@ -28,11 +27,7 @@ func runLocalAWS(ctx context.Context, args []string, stdout io.Writer, getenv fu
 	if err != nil {
 		return err
 	}
-	srv, err := localaws.New(localaws.Config{
-		Addr: cfg.AWS.LocalAddr, DataDir: filepath.Join(cfg.DataDir, "localaws"), Region: cfg.AWS.Region,
-		AccessKey: cfg.AWS.AccessKey, SecretKey: cfg.AWS.SecretKey, Bucket: cfg.AWS.Bucket,
-		Queue: queueName(cfg.AWS.Queue), CORSOrigins: origins, Logger: log,
-	})
+	srv, err := localaws.New(cfg.localaws(origins, log))
 	if err != nil {
 		return err
 	}
