@@ -27,6 +27,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := requireJSON(r); err != nil {
+		return err
+	}
 	if s.cfg.Publisher == nil {
 		return apiError(CodeUnavailable, nil, "this gateway has no publisher configured")
 	}

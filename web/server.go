@@ -154,8 +154,8 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
 
 // decodeJSON reads a small JSON body strictly into v.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return apiError(CodeUnsupportedMedia, nil, "Content-Type must be application/json, got %q", ct)
+	if err := requireJSON(r); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxJSONBody))
 	dec.DisallowUnknownFields()
@@ -168,6 +168,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 			return apiError(CodeBadRequest, err, "request body is empty; JSON expected")
 		}
 		return apiError(CodeBadRequest, err, "malformed JSON: %v", err)
+	}
+	return nil
+}
+
+// requireJSON refuses bodies declared as anything but JSON. Besides catching
+// client mistakes, it keeps plain cross-site form posts (which browsers send
+// without a CORS preflight) away from the API.
+func requireJSON(r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return apiError(CodeUnsupportedMedia, nil, "Content-Type must be application/json, got %q (curl: add -H 'Content-Type: application/json')", ct)
 	}
 	return nil
 }

@@ -66,6 +66,7 @@ func TestSessionsAndErrors(t *testing.T) {
 		{"empty body", "POST", "/v1/sessions", nil, ``, 400, CodeBadRequest},
 		{"allowed origin", "POST", "/v1/sessions", map[string]string{"Origin": "https://app.example"}, `{"app":"demo"}`, 201, ""},
 		{"foreign origin", "POST", "/v1/sessions", map[string]string{"Origin": "https://evil.example"}, `{"app":"demo"}`, 403, CodeForbidden},
+		{"events as a form post", "POST", "/v1/events", map[string]string{"Authorization": "Bearer demo-key-0123456789", "Content-Type": "application/x-www-form-urlencoded"}, `{}`, 415, CodeUnsupportedMedia},
 		{"events without publisher", "POST", "/v1/events", map[string]string{"Authorization": "Bearer demo-key-0123456789"}, `{}`, 503, CodeUnavailable},
 		{"uploads without token", "POST", "/v1/uploads", nil, `{}`, 401, CodeUnauthorized},
 		{"uploads with bad token", "POST", "/v1/uploads", map[string]string{"Authorization": "Bearer x.y.z"}, `{"filename":"a.png","contentType":"image/png","size":1}`, 401, CodeUnauthorized},

@@ -63,7 +63,7 @@ function showSession(session) {
 
 function curlExample(session) {
   const body = JSON.stringify({ v: 1, type: 'x.hello', id: 'evt_hello_1', channel: session.channel, seq: 1, data: { message: 'hi' } });
-  return `curl -X POST ${window.location.origin}/v1/events \\\n  -H "Authorization: Bearer $HERALD_DEMO_API_KEY" \\\n  -d '${body}'`;
+  return `curl -X POST ${window.location.origin}/v1/events \\\n  -H 'Content-Type: application/json' -H "Authorization: Bearer $HERALD_DEMO_API_KEY" \\\n  -d '${body}'`;
 }
 
 function onMessage(topic, payload, packet) {
