@@ -131,6 +131,9 @@ func (v *Verifier) verifyHeader(r *http.Request, h string) (*Result, error) {
 	if !hasHeader(a.SignedHeaders, "host") {
 		return nil, fmt.Errorf("SignedHeaders %v lacks host: %w", a.SignedHeaders, ErrMalformed)
 	}
+	if h := unsignedAmzHeader(r, a.SignedHeaders); h != "" {
+		return nil, fmt.Errorf("header %s is not signed: %w", h, ErrSignatureMismatch)
+	}
 	key, err := v.SigningKey(a.Credential)
 	if err != nil {
 		return nil, err
@@ -183,6 +186,9 @@ func (v *Verifier) verifyQuery(r *http.Request) (*Result, error) {
 	signed := strings.Split(q.Get("X-Amz-SignedHeaders"), ";")
 	if !hasHeader(signed, "host") {
 		return nil, fmt.Errorf("X-Amz-SignedHeaders %v lacks host: %w", signed, ErrMalformed)
+	}
+	if h := unsignedAmzHeader(r, signed); h != "" {
+		return nil, fmt.Errorf("presigned request header %s is not signed: %w", h, ErrSignatureMismatch)
 	}
 	key, err := v.SigningKey(c)
 	if err != nil {
@@ -240,6 +246,21 @@ func (v *Verifier) hashBody(r *http.Request) (string, error) {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(b))
 	return hexSHA256(b), nil
+}
+
+// unsignedAmzHeader returns the first x-amz-* request header that is not
+// among the signed headers, or "". As on AWS, such headers are refused:
+// they change what a request does (x-amz-copy-source turns a presigned PUT
+// into a copy of any object, x-amz-meta-* sets metadata), so whoever holds a
+// presigned URL must not be able to add them.
+func unsignedAmzHeader(r *http.Request, signed []string) string {
+	for name := range r.Header {
+		lower := strings.ToLower(name)
+		if strings.HasPrefix(lower, "x-amz-") && !hasHeader(signed, lower) {
+			return lower
+		}
+	}
+	return ""
 }
 
 func hasHeader(list []string, name string) bool {
