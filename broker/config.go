@@ -33,6 +33,11 @@ const (
 	// DefaultMaxStored bounds the QoS 1 messages one session keeps (in flight
 	// or waiting while the client is offline).
 	DefaultMaxStored = 256
+	// DefaultMaxSubscriptions bounds the filters one browser session
+	// holds (it needs one), DefaultMaxServiceSubscriptions one service
+	// session (which may follow many channels).
+	DefaultMaxSubscriptions        = 16
+	DefaultMaxServiceSubscriptions = 4096
 	// DefaultSessionExpiry is the longest a disconnected persistent session
 	// is kept.
 	DefaultSessionExpiry = 24 * time.Hour
@@ -93,6 +98,12 @@ type Config struct {
 	// waiting while the client is offline); further ones are dropped and
 	// counted (herald_broker_session_dropped_total). Default DefaultMaxStored.
 	MaxStored int
+	// MaxSubscriptions and MaxServiceSubscriptions bound the filters one
+	// browser, or one service, session holds; further new filters get
+	// SUBACK 0x87 (0x80 on 3.1.1), re-subscribing an existing one is
+	// always allowed. Defaults DefaultMaxSubscriptions and
+	// DefaultMaxServiceSubscriptions.
+	MaxSubscriptions, MaxServiceSubscriptions int
 	// SessionExpiry is the longest a disconnected persistent session is
 	// kept (MQTT 5 session expiry is capped to it; 3.1.1 clean=false
 	// sessions get it). Default DefaultSessionExpiry.
@@ -140,6 +151,8 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.MaxInflight, DefaultMaxInflight)
 	setInt(&c.MaxQueued, DefaultMaxQueued)
 	setInt(&c.MaxStored, DefaultMaxStored)
+	setInt(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	setInt(&c.MaxServiceSubscriptions, DefaultMaxServiceSubscriptions)
 	setInt(&c.ConnectBurst, DefaultConnectBurst)
 	setInt(&c.ReadBufferSize, DefaultReadBufferSize)
 	setInt(&c.WriteBufferSize, DefaultWriteBufferSize)

@@ -72,6 +72,7 @@ func (h *authHook) Provides(b byte) bool {
 		mqtt.OnConnect,
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
+		mqtt.OnSubscribe,
 		mqtt.OnSessionEstablished,
 		mqtt.OnPublish,
 		mqtt.OnSubscribed,
@@ -240,6 +241,40 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, nil
 	}
 	return pk, packets.ErrRejectPacket
+}
+
+// overLimit replaces a filter beyond MaxSubscriptions: the ACL refuses it
+// (it starts with '$'), so the client gets SUBACK 0x87 for that filter.
+const overLimit = "$herald/subscription-limit"
+
+// OnSubscribe refuses new filters beyond MaxSubscriptions (browsers) or
+// MaxServiceSubscriptions (services), so a client
+// cannot grow its session (memory and store) without bound. Filters the
+// session already holds are re-subscriptions and always pass.
+func (h *authHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if cl.Net.Inline {
+		return pk
+	}
+	limit := h.b.cfg.MaxSubscriptions
+	if isService(cl) {
+		limit = h.b.cfg.MaxServiceSubscriptions
+	}
+	n := cl.State.Subscriptions.Len()
+	filters := make(packets.Subscriptions, len(pk.Filters))
+	seen := make(map[string]bool, len(pk.Filters))
+	for i, sub := range pk.Filters {
+		if _, ok := cl.State.Subscriptions.Get(sub.Filter); !ok && !seen[sub.Filter] {
+			if n >= limit {
+				sub.Filter = overLimit
+			} else if allowed(cl, sub.Filter, false) {
+				n++
+				seen[sub.Filter] = true
+			}
+		}
+		filters[i] = sub
+	}
+	pk.Filters = filters
+	return pk
 }
 
 // OnSubscribed counts the filters the ACL refused.
