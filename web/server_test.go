@@ -71,6 +71,9 @@ func TestSessionsAndErrors(t *testing.T) {
 		{"uploads without token", "POST", "/v1/uploads", nil, `{}`, 401, CodeUnauthorized},
 		{"uploads with bad token", "POST", "/v1/uploads", map[string]string{"Authorization": "Bearer x.y.z"}, `{"filename":"a.png","contentType":"image/png","size":1}`, 401, CodeUnauthorized},
 		{"jobs without key", "POST", "/v1/jobs", nil, `{}`, 401, CodeUnauthorized},
+		{"jobs on another app's upload", "POST", "/v1/jobs", map[string]string{"Authorization": "Bearer demo-key-0123456789"}, `{"channel":"AAAAAAAAAAAAAAAAAAAAAA","bucket":"herald","key":"uploads/closed/c/j/a.png"}`, 403, CodeForbidden},
+		{"jobs on another app's output", "POST", "/v1/jobs", map[string]string{"Authorization": "Bearer demo-key-0123456789"}, `{"channel":"AAAAAAAAAAAAAAAAAAAAAA","bucket":"herald","key":"converted/closed/c/j/t.webp"}`, 403, CodeForbidden},
+		{"jobs on own upload without processor", "POST", "/v1/jobs", map[string]string{"Authorization": "Bearer demo-key-0123456789"}, `{"channel":"AAAAAAAAAAAAAAAAAAAAAA","bucket":"herald","key":"uploads/demo/c/j/a.png"}`, 503, CodeUnavailable},
 		{"wrong method", "GET", "/v1/sessions", nil, ``, 404, CodeNotFound},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"github.com/heraldgw/herald/tenant"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -97,6 +98,9 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) error {
 	if req.Channel == "" || req.Bucket == "" || req.Key == "" {
 		return apiError(CodeBadRequest, nil, `"channel", "bucket" and "key" are required`)
 	}
+	if other, ok := foreignAppKey(req.Key, app.ID); ok {
+		return apiError(CodeForbidden, nil, "key %q belongs to app %q", req.Key, other)
+	}
 	if s.cfg.Jobs == nil {
 		return apiError(CodeUnavailable, nil, "jobs are not configured on this gateway")
 	}
@@ -111,4 +115,22 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) verifyAnyApp(tok string) (tenant.Claims, error) {
 	return s.cfg.Registry.VerifyAny(tok, s.now())
+}
+
+// foreignAppKey reports whether key lies under another app's part of the
+// gateway's own key space (uploads/{app}/…, converted/{app}/…), so one app's
+// service cannot have another app's files converted and get links to them.
+// Keys outside those prefixes are the caller's own business.
+func foreignAppKey(key, app string) (string, bool) {
+	for _, prefix := range []string{"uploads/", "converted/"} {
+		rest, ok := strings.CutPrefix(key, prefix)
+		if !ok {
+			continue
+		}
+		owner, _, _ := strings.Cut(rest, "/")
+		if owner != app {
+			return owner, true
+		}
+	}
+	return "", false
 }

@@ -144,6 +144,8 @@ func (g *gateway) newSession(t *testing.T) session {
 type mqttClient struct {
 	c    *paho.Client
 	msgs chan *paho.Publish
+	// disconnects carries the reason code of each DISCONNECT the server sends.
+	disconnects chan byte
 }
 
 func dialMQTT(t *testing.T, wsURL string, connect *paho.Connect) (*mqttClient, *paho.Connack, error) {
@@ -157,9 +159,15 @@ func dialMQTT(t *testing.T, wsURL string, connect *paho.Connect) (*mqttClient, *
 	// paho writes one packet in several writes and pings concurrently; over a
 	// WebSocket those writes must not interleave.
 	conn := packets.NewThreadSafeConn(websocket.NetConn(context.Background(), ws, websocket.MessageBinary))
-	mc := &mqttClient{msgs: make(chan *paho.Publish, 100)}
+	mc := &mqttClient{msgs: make(chan *paho.Publish, 100), disconnects: make(chan byte, 1)}
 	mc.c = paho.NewClient(paho.ClientConfig{
 		Conn: conn,
+		OnServerDisconnect: func(d *paho.Disconnect) {
+			select {
+			case mc.disconnects <- d.ReasonCode:
+			default:
+			}
+		},
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			mc.msgs <- pr.Packet
 			return true, nil

@@ -188,6 +188,9 @@ func serveHTTP(ctx context.Context, hs *http.Server, ln net.Listener, timeout ti
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
+		// Requests still running at the deadline are cut so the process
+		// exits on time.
+		_ = hs.Close()
 		return fmt.Errorf("http shutdown: %w", err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
