@@ -56,7 +56,7 @@ type Config struct {
 	// at most this long after the last renewal.
 	Visibility time.Duration
 	// Heartbeat is how often the visibility is renewed; default
-	// Visibility/3.
+	// Visibility/3, at most Visibility/2.
 	Heartbeat time.Duration
 	// DrainTimeout bounds shutdown: steps still running after it are
 	// canceled and their messages returned to the queue; default 30 s.
@@ -108,6 +108,11 @@ func (c Config) withDefaults() (Config, error) {
 	c.Visibility = max(c.Visibility.Round(time.Second), time.Second)
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = c.Visibility / 3
+	}
+	if c.Heartbeat > c.Visibility/2 {
+		// A renewal that comes after the message reappeared lets another
+		// processor run the same step at the same time.
+		return c, fmt.Errorf("processor: Heartbeat %s must be at most half of Visibility %s", c.Heartbeat, c.Visibility)
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
