@@ -139,13 +139,12 @@ func (v *Verifier) verifyHeader(r *http.Request, h string) (*Result, error) {
 		return nil, err
 	}
 	payload := r.Header.Get("X-Amz-Content-Sha256")
-	if payload == "" {
-		if a.Credential.Service == "s3" {
+	if a.Credential.Service == "s3" {
+		if payload == "" {
 			return nil, fmt.Errorf("s3 request without X-Amz-Content-Sha256: %w", ErrMalformed)
 		}
-		if payload, err = v.hashBody(r); err != nil {
-			return nil, err
-		}
+	} else if payload, err = v.bodyHash(r, payload); err != nil {
+		return nil, err
 	}
 	res := &Result{Credential: a.Credential, AmzDate: amzDate, Time: t, Signature: a.Signature, PayloadHash: payload, signingKey: key}
 	if !v.matches(r, res, a.SignedHeaders) {
@@ -195,13 +194,12 @@ func (v *Verifier) verifyQuery(r *http.Request) (*Result, error) {
 		return nil, err
 	}
 	payload := q.Get("X-Amz-Content-Sha256")
-	if payload == "" {
-		payload = UnsignedPayload
-		if c.Service != "s3" {
-			if payload, err = v.hashBody(r); err != nil {
-				return nil, err
-			}
+	if c.Service != "s3" {
+		if payload, err = v.bodyHash(r, payload); err != nil {
+			return nil, err
 		}
+	} else if payload == "" {
+		payload = UnsignedPayload
 	}
 	res := &Result{Credential: c, AmzDate: amzDate, Time: t, Signature: sig, PayloadHash: payload, Presigned: true, signingKey: key}
 	if !v.matches(r, res, signed) {
@@ -231,6 +229,22 @@ func (v *Verifier) checkDate(amzDate string, c Credential) (time.Time, error) {
 		return t, fmt.Errorf("X-Amz-Date %s outside credential date %s: %w", amzDate, c.Date, ErrMalformed)
 	}
 	return t, nil
+}
+
+// bodyHash returns the payload hash of a non-S3 request: the hash of its
+// (bounded) body. Only S3 verifies the body against a declared
+// X-Amz-Content-Sha256 as it streams; other services read the body
+// directly, so a declared hash must match it here, or the signature would
+// not cover the body at all.
+func (v *Verifier) bodyHash(r *http.Request, declared string) (string, error) {
+	sum, err := v.hashBody(r)
+	if err != nil {
+		return "", err
+	}
+	if declared != "" && declared != sum {
+		return "", fmt.Errorf("body does not hash to the declared X-Amz-Content-Sha256 %.64q: %w", declared, ErrSignatureMismatch)
+	}
+	return sum, nil
 }
 
 func (v *Verifier) hashBody(r *http.Request) (string, error) {
