@@ -122,9 +122,16 @@ func (s *Service) ownerID() string { return "localaws" + s.cfg.AccountID }
 
 // readXML decodes a small XML request body into v.
 func readXML(r *http.Request, v any) error {
-	b, err := io.ReadAll(io.LimitReader(bodyOf(r), 1<<20))
+	const maxXML = 1 << 20
+	// Read one byte past the bound: a body within it is read to EOF, which
+	// is where its payload hash is checked; a longer one is refused rather
+	// than decoded from an unverified prefix.
+	b, err := io.ReadAll(io.LimitReader(bodyOf(r), maxXML+1))
 	if err != nil {
 		return err
+	}
+	if len(b) > maxXML {
+		return ErrMalformedXML.with("", "", nil, "The XML you provided was larger than the maximum of 1 MiB.")
 	}
 	if err := xml.Unmarshal(b, v); err != nil {
 		return ErrMalformedXML.with("", "", err, "")
