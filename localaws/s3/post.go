@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -97,7 +98,8 @@ func (s *Service) verifyPostSignature(f *postForm) (sigv4.Credential, error) {
 	}
 	want := sigv4.Sign(key, f.fields["policy"])
 	got := strings.ToLower(f.fields["x-amz-signature"])
-	if len(got) != len(want) || want != got {
+	// Constant-time, so response timing does not reveal a matching prefix.
+	if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 		return cred, ErrSignatureDoesNotMatch
 	}
 	return cred, nil
