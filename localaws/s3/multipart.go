@@ -189,8 +189,16 @@ func (s *Service) completeUpload(w http.ResponseWriter, r *http.Request, bucket,
 	meta := u.Object
 	meta.Size = rc.size
 	meta.ETag = fmt.Sprintf(`"%s-%d"`, hex.EncodeToString(sums.Sum(nil)), len(req.Parts))
-	// The upload record goes in the same transaction as the object.
-	dropUpload := func(tx *bolt.Tx) error { return tx.Bucket(bktUploads).Delete([]byte(id)) }
+	// The upload record goes in the same transaction as the object. It must
+	// still be there: an abort or a second complete that won the race since
+	// the parts were read has already ended this upload.
+	dropUpload := func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktUploads)
+		if b.Get([]byte(id)) == nil {
+			return ErrNoSuchUpload
+		}
+		return b.Delete([]byte(id))
+	}
 	if err := s.commitWith(r, bucket, key, rc, meta, cond, "ObjectCreated:CompleteMultipartUpload", dropUpload); err != nil {
 		s.writeError(w, r, errFor(err, bucket, key))
 		return
