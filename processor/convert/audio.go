@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/heraldgw/herald/processor/sniff"
@@ -124,19 +123,5 @@ func (e *Engine) probe(ctx context.Context, j job, demuxer string) (time.Duratio
 // ffmpegError classifies a failed ffmpeg run: decode errors are the
 // input's fault, the rest is the converter's.
 func ffmpegError(op, step string, err error) error {
-	var pe *procError
-	if !errors.As(err, &pe) {
-		return err
-	}
-	detail := fmt.Errorf("%s: %w", step, err)
-	if pe.resourceFailure() {
-		return fail(CodeConverterFailed, op, detail)
-	}
-	s := strings.ToLower(pe.stderr)
-	for _, m := range []string{"invalid data", "error while decoding", "corrupt", "truncat", "end of file", "could not find codec parameters"} {
-		if strings.Contains(s, m) {
-			return fail(CodeCorruptInput, op, detail)
-		}
-	}
-	return fail(CodeConverterFailed, op, detail)
+	return toolError(op, step, err, "invalid data", "error while decoding", "corrupt", "truncat", "end of file", "could not find codec parameters")
 }

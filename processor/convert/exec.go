@@ -3,6 +3,7 @@ package convert
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os/exec"
 	"strconv"
@@ -198,4 +199,26 @@ func (t *tail) String() string {
 		s = "…" + s
 	}
 	return s
+}
+
+// toolError classifies a failed converter run. Resource failures (signals,
+// limits) are the converter's; otherwise a stderr line naming one of
+// corruptMarkers blames the input (corrupt_input), since the tools report
+// decode problems only as text; anything else is converter_failed.
+func toolError(op, step string, err error, corruptMarkers ...string) error {
+	var pe *procError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	detail := fmt.Errorf("%s: %w", step, err)
+	if pe.resourceFailure() {
+		return fail(CodeConverterFailed, op, detail)
+	}
+	s := strings.ToLower(pe.stderr)
+	for _, m := range corruptMarkers {
+		if strings.Contains(s, m) {
+			return fail(CodeCorruptInput, op, detail)
+		}
+	}
+	return fail(CodeConverterFailed, op, detail)
 }

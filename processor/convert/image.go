@@ -161,21 +161,7 @@ func (e *Engine) imageSize(ctx context.Context, j job, ld imageLoader, env []str
 // crash or anything else is converter_failed. libvips only reports through
 // stderr text, so that is what is inspected.
 func vipsError(op, step string, err error) error {
-	var pe *procError
-	if !errors.As(err, &pe) {
-		return err
-	}
-	detail := fmt.Errorf("%s: %w", step, err)
-	if pe.resourceFailure() {
-		return fail(CodeConverterFailed, op, detail)
-	}
-	s := strings.ToLower(pe.stderr)
-	for _, m := range []string{"load", "vipsjpeg", "libpng", "tiff", "premature", "truncat", "corrupt", "read error", "not a known"} {
-		if strings.Contains(s, m) {
-			return fail(CodeCorruptInput, op, detail)
-		}
-	}
-	return fail(CodeConverterFailed, op, detail)
+	return toolError(op, step, err, "load", "vipsjpeg", "libpng", "tiff", "premature", "truncat", "corrupt", "read error", "not a known")
 }
 
 // outputSize reads the dimensions of a file libvips or ffmpeg wrote.
