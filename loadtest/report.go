@@ -220,14 +220,28 @@ func addLine(p *plot.Plot, name string, k int, pts plotter.XYs, dashed bool) err
 	return nil
 }
 
-func plotLatencyOverTime(res *Results) (*plot.Plot, error) {
+// newLatencyPlot is a plot with a log-scale latency axis in ms.
+func newLatencyPlot(title, xLabel string) *plot.Plot {
 	p := plot.New()
-	p.Title.Text = "Delivery latency per second (p50 dashed, p99 solid)"
-	p.X.Label.Text = "seconds of publishing (rates in sequence)"
+	p.Title.Text = title
+	p.X.Label.Text = xLabel
 	p.Y.Label.Text = "ms (log scale)"
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Legend.Top = true
+	return p
+}
+
+// addPercentiles draws a target's p99 (solid) and p50 (dashed) lines.
+func addPercentiles(p *plot.Plot, name string, k int, p50, p99 plotter.XYs) error {
+	if err := addLine(p, name+" p99", k, p99, false); err != nil {
+		return err
+	}
+	return addLine(p, name+" p50", k, p50, true)
+}
+
+func plotLatencyOverTime(res *Results) (*plot.Plot, error) {
+	p := newLatencyPlot("Delivery latency per second (p50 dashed, p99 solid)", "seconds of publishing (rates in sequence)")
 	any := false
 	for k, t := range res.Targets {
 		var p50, p99 plotter.XYs
@@ -242,10 +256,7 @@ func plotLatencyOverTime(res *Results) (*plot.Plot, error) {
 			continue
 		}
 		any = true
-		if err := addLine(p, t.Name+" p99", k, p99, false); err != nil {
-			return nil, err
-		}
-		if err := addLine(p, t.Name+" p50", k, p50, true); err != nil {
+		if err := addPercentiles(p, t.Name, k, p50, p99); err != nil {
 			return nil, err
 		}
 	}
@@ -256,13 +267,7 @@ func plotLatencyOverTime(res *Results) (*plot.Plot, error) {
 }
 
 func plotPercentiles(res *Results) (*plot.Plot, error) {
-	p := plot.New()
-	p.Title.Text = "p99 delivery latency by publish rate (p50 dashed)"
-	p.X.Label.Text = "events/s offered"
-	p.Y.Label.Text = "ms (log scale)"
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Legend.Top = true
+	p := newLatencyPlot("p99 delivery latency by publish rate (p50 dashed)", "events/s offered")
 	any := false
 	for k, t := range res.Targets {
 		var p50, p99 plotter.XYs
@@ -281,10 +286,7 @@ func plotPercentiles(res *Results) (*plot.Plot, error) {
 			p99 = append(p99, plotter.XY{X: p99[0].X * 1.01, Y: p99[0].Y})
 			p50 = append(p50, plotter.XY{X: p50[0].X * 1.01, Y: p50[0].Y})
 		}
-		if err := addLine(p, t.Name+" p99", k, p99, false); err != nil {
-			return nil, err
-		}
-		if err := addLine(p, t.Name+" p50", k, p50, true); err != nil {
+		if err := addPercentiles(p, t.Name, k, p50, p99); err != nil {
 			return nil, err
 		}
 		sc, err := plotter.NewScatter(p99)
