@@ -2,13 +2,18 @@ package localaws
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -79,4 +84,27 @@ func newTestServer(srv *Server) *httptest.Server {
 	ts := httptest.NewServer(srv.Handler())
 	srv.SetBaseURL(ts.URL)
 	return ts
+}
+
+// postSwappedBody POSTs sent to url with a SigV4 signature and payload hash
+// computed over signed: a captured signed request replayed with another
+// body. It returns the status and response body.
+func postSwappedBody(t *testing.T, ctx context.Context, url, contentType, service, signed, sent string) (int, []byte) {
+	t.Helper()
+	sum := sha256.Sum256([]byte(signed))
+	hash := hex.EncodeToString(sum[:])
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(sent))
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("X-Amz-Content-Sha256", hash)
+	creds := aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}
+	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hash, service, "us-east-1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }

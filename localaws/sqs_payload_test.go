@@ -1,17 +1,11 @@
 package localaws
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
@@ -29,22 +23,8 @@ func TestSQSPayloadHashIsChecked(t *testing.T) {
 		return url.Values{"Action": {"SendMessage"}, "Version": {"2012-11-05"}, "QueueUrl": {aws.ToString(qu.QueueUrl)}, "MessageBody": {body}}.Encode()
 	}
 	signed, sent := form("signed body"), form("swapped body")
-	sum := sha256.Sum256([]byte(signed))
-	hash := hex.EncodeToString(sum[:])
-	req, _ := http.NewRequest(http.MethodPost, e.url+"/", strings.NewReader(sent))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Amz-Content-Sha256", hash)
-	creds := aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}
-	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hash, "sqs", "us-east-1", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if got, want := resp.StatusCode, http.StatusForbidden; got != want {
+	status, b := postSwappedBody(t, ctx, e.url+"/", "application/x-www-form-urlencoded", "sqs", signed, sent)
+	if got, want := status, http.StatusForbidden; got != want {
 		t.Fatalf("status %d, want %d: %s", got, want, b)
 	}
 	// The queue also holds the bucket's s3:TestEvent.
