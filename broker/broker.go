@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,10 @@ type Broker struct {
 	cancel context.CancelFunc
 
 	ready atomic.Bool
+
+	pollers  []*poller // WebSocketEpoll: started by Run
+	pollNext atomic.Uint64
+	pollWG   sync.WaitGroup
 
 	mu      sync.Mutex
 	closing bool
@@ -187,6 +192,10 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.ran = true
 	b.mu.Unlock()
 
+	if err := b.startPollers(); err != nil {
+		b.abort()
+		return err
+	}
 	if err := b.srv.Serve(); err != nil {
 		b.abort()
 		return fmt.Errorf("broker serve: %w", err)
@@ -230,7 +239,49 @@ func (b *Broker) abort() {
 		_ = b.ln.Close()
 	}
 	_ = b.srv.Close()
+	b.stopPollers()
 	b.cancel()
+}
+
+// startPollers starts one poller per CPU for WebSocketEpoll.
+func (b *Broker) startPollers() error {
+	if b.cfg.WebSocketIO != WebSocketEpoll {
+		return nil
+	}
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		p, err := newPoller(b.log)
+		if err != nil {
+			return fmt.Errorf("broker websocket poller: %w", err)
+		}
+		b.pollers = append(b.pollers, p)
+		b.pollWG.Add(1)
+		go func() {
+			defer b.pollWG.Done()
+			p.run()
+		}()
+	}
+	return nil
+}
+
+// stopPollers ends the pollers once no connection needs them.
+func (b *Broker) stopPollers() {
+	for _, p := range b.pollers {
+		p.stop()
+	}
+	b.pollWG.Wait()
+}
+
+// goBackground runs f on a goroutine that shutdown waits for: work a
+// connection hands off so that the goroutine noticing it never blocks on
+// a peer (close handshakes, pong replies).
+func (b *Broker) goBackground(f func()) {
+	b.mu.Lock()
+	b.bg.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.bg.Done()
+		f()
+	}()
 }
 
 // startConn registers a connection goroutine unless shutdown has begun.
@@ -329,6 +380,7 @@ func (b *Broker) shutdown() {
 		<-done
 	}
 	b.bg.Wait()
+	b.stopPollers()
 	// Stops mochi's loops and the hooks; the store flushes and closes.
 	_ = b.srv.Close()
 	b.cancel()

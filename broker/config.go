@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -59,6 +60,21 @@ const (
 	// up behind each other.
 	DefaultWriteBufferSize = 1024
 )
+
+// WebSocket read models (Config.WebSocketIO).
+const (
+	// WebSocketEpoll reads every WebSocket from a few epoll goroutines
+	// (one per CPU): an idle connection holds no reader goroutine and no
+	// read buffer. Linux only; the default there.
+	WebSocketEpoll = "epoll"
+	// WebSocketGoroutine gives each WebSocket a reading goroutine of its own
+	// (coder/websocket's net.Conn). The default elsewhere.
+	WebSocketGoroutine = "goroutine"
+)
+
+// ErrWebSocketIO is returned by New for an unknown or unavailable
+// Config.WebSocketIO.
+var ErrWebSocketIO = errors.New("broker: unknown or unavailable websocket io model")
 
 // Config configures a Broker. Zero fields take the documented defaults.
 type Config struct {
@@ -122,6 +138,10 @@ type Config struct {
 	// ReadBufferSize and WriteBufferSize size the per-connection MQTT
 	// buffers. Defaults DefaultReadBufferSize and DefaultWriteBufferSize.
 	ReadBufferSize, WriteBufferSize int
+	// WebSocketIO picks how WebSockets are read: WebSocketEpoll (default
+	// on Linux) or WebSocketGoroutine (default elsewhere). Both use
+	// coder/websocket for the opening handshake.
+	WebSocketIO string
 	// Logger receives one line per refused connect and per disconnect.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -181,6 +201,20 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReadBufferSize < 16 {
 		c.ReadBufferSize = 16
+	}
+	switch c.WebSocketIO {
+	case "":
+		c.WebSocketIO = WebSocketGoroutine
+		if pollerAvailable {
+			c.WebSocketIO = WebSocketEpoll
+		}
+	case WebSocketGoroutine:
+	case WebSocketEpoll:
+		if !pollerAvailable {
+			return c, fmt.Errorf("%w: %q needs Linux", ErrWebSocketIO, c.WebSocketIO)
+		}
+	default:
+		return c, fmt.Errorf("%w: %q (want %q or %q)", ErrWebSocketIO, c.WebSocketIO, WebSocketEpoll, WebSocketGoroutine)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

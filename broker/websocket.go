@@ -68,7 +68,8 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	hj := &hijacker{ResponseWriter: w, detach: len(b.pollers) > 0}
+	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{"mqtt"},
 		InsecureSkipVerify: true, // origin checked above against the registry
 		CompressionMode:    websocket.CompressionDisabled,
@@ -76,6 +77,13 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Accept has written the HTTP error.
 		b.log.Debug("mqtt websocket upgrade failed", "remote", r.RemoteAddr, "error", err)
+		return
+	}
+	if hj.tcp != nil {
+		// coder/websocket did the opening handshake; a poller reads the
+		// frames from here on.
+		_ = ws.CloseNow() // closes only the detached stand-in
+		b.servePolled(hj.tcp, hj.early, origin)
 		return
 	}
 	// NetConn lifts the read limit; MQTT packets have their own.
@@ -92,6 +100,26 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	go b.serve(listenerWS, c)
 }
 
+// servePolled hands an upgraded socket to one of the pollers and mochi.
+func (b *Broker) servePolled(tcp *net.TCPConn, early []byte, origin string) {
+	p := b.pollers[b.pollNext.Add(1)%uint64(len(b.pollers))]
+	wc, err := newWSConn(p, tcp, early, int64(b.cfg.MaxPacketSize)+wsSlack, b.goBackground)
+	if err != nil {
+		b.log.Warn("mqtt websocket not registered with the poller", "remote", tcp.RemoteAddr().String(), "error", err)
+		_ = tcp.Close()
+		return
+	}
+	c := b.newConn(wc, origin, func() error {
+		b.goBackground(func() { wc.closeGracefully(b.ctx) })
+		return nil
+	})
+	if !b.startConn(c) {
+		_ = wc.Close()
+		return
+	}
+	go b.serve(listenerWS, c)
+}
+
 // closeWebSocket ends a WebSocket with a close handshake, in the
 // background: mochi closes connections from whatever goroutine noticed the
 // end (another client's takeover, a publisher, shutdown) and must not wait
@@ -101,14 +129,10 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // before the client reads it. coder/websocket bounds the handshake (5 s
 // write + 5 s wait); shutdown cuts it earlier through b.ctx.
 func (b *Broker) closeWebSocket(ws *websocket.Conn, nc net.Conn) error {
-	b.mu.Lock()
-	b.bg.Add(1)
-	b.mu.Unlock()
-	go func() {
-		defer b.bg.Done()
+	b.goBackground(func() {
 		_ = ws.Close(websocket.StatusNormalClosure, "")
 		_ = nc.Close() // releases NetConn's timers and contexts
-	}()
+	})
 	return nil
 }
 
@@ -119,15 +143,24 @@ func (b *Broker) refuseTransport(w http.ResponseWriter, r *http.Request, status 
 	http.Error(w, msg, status)
 }
 
-// smallBuffers swaps the buffers net/http hands over on Hijack for smaller
-// ones (keeping any bytes already read), so an idle WebSocket does not pin
-// 8 KiB.
-type smallBuffers struct{ http.ResponseWriter }
+// hijacker hands coder/websocket the upgraded connection. It swaps the
+// buffers net/http hands over on Hijack for smaller ones (keeping any bytes
+// already read), so an idle WebSocket does not pin 8 KiB. With detach set
+// and a TCP socket underneath, it keeps the socket (and the bytes read past
+// the request) for the poller and gives coder/websocket a stand-in that is
+// never read or written: coder/websocket does only the opening handshake.
+type hijacker struct {
+	http.ResponseWriter
+	detach bool
 
-func (s smallBuffers) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+	tcp   *net.TCPConn // set when detached
+	early []byte
+}
 
-func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+func (h *hijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
@@ -137,18 +170,41 @@ func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, fmt.Errorf("hijack flush: %w", err)
 		}
 	}
+	n := brw.Reader.Buffered()
+	var early []byte
+	if n > 0 {
+		p, _ := brw.Reader.Peek(n)
+		early = bytes.Clone(p)
+	}
+	if tcp, ok := c.(*net.TCPConn); ok && h.detach {
+		h.tcp, h.early = tcp, early
+		stand := detachedConn{tcp.LocalAddr(), tcp.RemoteAddr()}
+		return stand, bufio.NewReadWriter(bufio.NewReaderSize(stand, 16), bufio.NewWriterSize(stand, 16)), nil
+	}
 	// Bytes net/http already read past the request must stay buffered in
 	// the new reader: coder/websocket re-wraps the reader around the bare
 	// connection, keeping only what is buffered.
-	n := brw.Reader.Buffered()
 	if n == 0 {
 		return c, bufio.NewReadWriter(bufio.NewReaderSize(c, wsBufferSize), bufio.NewWriterSize(c, wsWriteBufferSize)), nil
 	}
-	early, _ := brw.Reader.Peek(n)
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), c), max(wsBufferSize, n))
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(early), c), max(wsBufferSize, n))
 	if _, err := br.Peek(n); err != nil {
 		_ = c.Close()
 		return nil, nil, fmt.Errorf("hijack rebuffer: %w", err)
 	}
 	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, wsWriteBufferSize)), nil
 }
+
+// detachedConn is what coder/websocket holds of a socket the poller took:
+// it keeps the addresses and never touches the socket, so its Close (and
+// the finalizer coder/websocket sets) cannot end the real connection.
+type detachedConn struct{ local, remote net.Addr }
+
+func (detachedConn) Read([]byte) (int, error)         { return 0, io.EOF }
+func (detachedConn) Write([]byte) (int, error)        { return 0, net.ErrClosed }
+func (detachedConn) Close() error                     { return nil }
+func (d detachedConn) LocalAddr() net.Addr            { return d.local }
+func (d detachedConn) RemoteAddr() net.Addr           { return d.remote }
+func (detachedConn) SetDeadline(time.Time) error      { return nil }
+func (detachedConn) SetReadDeadline(time.Time) error  { return nil }
+func (detachedConn) SetWriteDeadline(time.Time) error { return nil }

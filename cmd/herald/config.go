@@ -59,6 +59,9 @@ type BrokerCfg struct {
 	KeepAliveMax   time.Duration `yaml:"keepAliveMax"`
 	SessionExpiry  time.Duration `yaml:"sessionExpiry"`
 	ConnectRate    float64       `yaml:"connectRatePerIP"`
+	// WebSocketIO is how the embedded broker reads WebSockets:
+	// epoll (Linux default) or goroutine; HERALD_BROKER_WEBSOCKET_IO.
+	WebSocketIO string `yaml:"websocketIO"`
 
 	// External broker client settings (modes mqtt and iot-core, and a
 	// processor-only process publishing to a gateway): HERALD_BROKER_*.
@@ -195,6 +198,7 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 	env(&cfg.Log.Format, "HERALD_LOG_FORMAT")
 	env(&cfg.Broker.Mode, "HERALD_BROKER_MODE")
 	env(&cfg.Broker.URL, "HERALD_BROKER_URL")
+	env(&cfg.Broker.WebSocketIO, "HERALD_BROKER_WEBSOCKET_IO")
 	env(&cfg.AWS.Mode, "HERALD_AWS_MODE")
 	env(&cfg.AWS.Region, "HERALD_AWS_REGION")
 	env(&cfg.AWS.Bucket, "HERALD_BUCKET")

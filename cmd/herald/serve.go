@@ -108,8 +108,8 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 			MaxConnections: cfg.Broker.MaxConnections, MaxPacketSize: cfg.Broker.MaxPacketSize,
 			MaxQueued: cfg.Broker.MaxQueued, MaxInflight: cfg.Broker.MaxInflight,
 			KeepAliveMax: cfg.Broker.KeepAliveMax, SessionExpiry: cfg.Broker.SessionExpiry,
-			ConnectRatePerIP: cfg.Broker.ConnectRate,
-			Logger:           log.With("part", "broker"), Metrics: metrics,
+			ConnectRatePerIP: cfg.Broker.ConnectRate, WebSocketIO: cfg.Broker.WebSocketIO,
+			Logger: log.With("part", "broker"), Metrics: metrics,
 		})
 		if err != nil {
 			return fmt.Errorf("broker: %w", err)

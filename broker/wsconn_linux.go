@@ -1,0 +1,330 @@
+//go:build linux
+
+package broker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// wsInboundMax is how much decoded MQTT input one connection may hold
+// unread before its socket is disarmed; reading resumes once mochi has
+// taken it all. A browser sends a few bytes a minute; a service
+// connection publishing hard is held to what its reader keeps up with.
+const wsInboundMax = 256 << 10
+
+// wsCopyMax is the largest payload sent by copying it behind its frame
+// header (one write, one segment); larger ones go out with writev.
+const wsCopyMax = 2 << 10
+
+var wsWriteBufs = sync.Pool{New: func() any { b := make([]byte, 0, wsCopyMax+14); return &b }}
+
+// wsConn is a server-side WebSocket carrying MQTT, read by a poller instead
+// of a goroutine of its own. To mochi it is a net.Conn: Read hands over the
+// decoded byte stream (waiting on a condition variable, a shallow park
+// whose stack the runtime can shrink), Write sends one binary frame per
+// call straight to the socket.
+type wsConn struct {
+	tcp   *net.TCPConn
+	rc    syscall.RawConn
+	p     *poller
+	id    uint64
+	spawn func(func()) // runs a short write (pong) off the poller goroutine
+
+	fr wsReader // used by the poller goroutine only (and before add)
+
+	mu        sync.Mutex
+	cond      sync.Cond
+	in        []byte // decoded MQTT bytes not yet read
+	rerr      error  // why the stream ended, once it has
+	paused    bool   // disarmed because in is full
+	detached  bool   // no longer registered with the poller
+	rdl       time.Time
+	timer     *time.Timer
+	closeCode uint16 // status of our close frame; 0 means normal
+
+	wmu     sync.Mutex
+	wclosed bool // our close frame is sent: nothing may follow it
+
+	closeOnce sync.Once
+}
+
+// newWSConn registers an upgraded connection with p. early holds bytes the
+// HTTP server read past the upgrade request: the start of the WebSocket
+// stream.
+func newWSConn(p *poller, tcp *net.TCPConn, early []byte, maxMessage int64, spawn func(func())) (*wsConn, error) {
+	rc, err := tcp.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	c := &wsConn{tcp: tcp, rc: rc, p: p, spawn: spawn, fr: wsReader{max: maxMessage}}
+	c.cond.L = &c.mu
+	if len(early) > 0 {
+		c.mu.Lock()
+		if err := c.fr.feed(early, c); err != nil {
+			c.failLocked(err)
+		}
+		c.mu.Unlock()
+	}
+	if err := p.add(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readable is called by the poller when the socket has something: data,
+// end of stream or an error.
+func (c *wsConn) readable(buf []byte) {
+	n, err := c.readOnce(buf)
+	if errors.Is(err, errWouldBlock) {
+		c.mu.Lock()
+		c.rearmLocked()
+		c.mu.Unlock()
+		return
+	}
+	if n == 0 && err == nil {
+		err = io.EOF
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n > 0 && c.rerr == nil {
+		if ferr := c.fr.feed(buf[:n], c); ferr != nil {
+			c.failLocked(ferr)
+			return
+		}
+		c.cond.Broadcast()
+	}
+	if err != nil {
+		c.failLocked(err)
+		return
+	}
+	if c.rerr != nil {
+		return // a close frame ended the stream
+	}
+	if len(c.in) >= wsInboundMax {
+		c.paused = true
+		return
+	}
+	c.rearmLocked()
+}
+
+// data is the wsFrameSink side of the reader; c.mu is held.
+func (c *wsConn) data(p []byte) { c.in = append(c.in, p...) }
+
+// control answers control frames; c.mu is held.
+func (c *wsConn) control(op byte, payload []byte) {
+	switch op {
+	case wsOpPing:
+		pong := append([]byte(nil), payload...)
+		c.spawn(func() {
+			c.wmu.Lock()
+			defer c.wmu.Unlock()
+			if !c.wclosed {
+				_ = c.writeFrameLocked(wsOpPong, pong)
+			}
+		})
+	case wsOpClose:
+		// Echo the peer's status in our close frame [RFC 6455 §5.5.1].
+		c.closeCode = wsCloseNormal
+		if len(payload) >= 2 {
+			c.closeCode = uint16(payload[0])<<8 | uint16(payload[1])
+		}
+		if c.rerr == nil {
+			c.rerr = io.EOF
+		}
+		c.cond.Broadcast()
+	}
+}
+
+// failLocked ends the inbound stream with err (the first cause wins); a
+// protocol error picks the status of our close frame.
+func (c *wsConn) failLocked(err error) {
+	if c.rerr == nil {
+		c.rerr = err
+	}
+	var pe *wsProtocolError
+	if errors.As(err, &pe) && c.closeCode == 0 {
+		c.closeCode = pe.Code
+	}
+	c.cond.Broadcast()
+}
+
+// endStream ends the inbound stream from outside the poller.
+func (c *wsConn) endStream(err error) {
+	c.mu.Lock()
+	c.failLocked(err)
+	c.mu.Unlock()
+}
+
+func (c *wsConn) rearmLocked() {
+	if c.detached {
+		return
+	}
+	if err := c.ctl(syscall.EPOLL_CTL_MOD); err != nil {
+		c.failLocked(err)
+	}
+}
+
+// Read returns decoded MQTT bytes, waiting for the poller to deliver some.
+func (c *wsConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.in) == 0 {
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		if !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
+			return 0, os.ErrDeadlineExceeded
+		}
+		c.cond.Wait()
+	}
+	n := copy(p, c.in)
+	c.in = c.in[n:]
+	if len(c.in) == 0 {
+		c.in = nil // an idle connection keeps no buffer
+		if c.paused {
+			c.paused = false
+			c.rearmLocked()
+		}
+	}
+	return n, nil
+}
+
+// Write sends p as one binary frame.
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wclosed {
+		return 0, net.ErrClosed
+	}
+	if err := c.writeFrameLocked(wsOpBinary, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// writeFrameLocked writes one frame; c.wmu is held.
+func (c *wsConn) writeFrameLocked(op byte, p []byte) error {
+	if len(p) <= wsCopyMax {
+		bp := wsWriteBufs.Get().(*[]byte)
+		b := append(appendWSHeader((*bp)[:0], op, len(p)), p...)
+		_, err := c.tcp.Write(b)
+		*bp = b[:0]
+		wsWriteBufs.Put(bp)
+		return err
+	}
+	var h [10]byte
+	bufs := net.Buffers{appendWSHeader(h[:0], op, len(p)), p}
+	_, err := bufs.WriteTo(c.tcp)
+	return err
+}
+
+// detach stops reading: the poller forgets the socket and a waiting Read
+// returns.
+func (c *wsConn) detach() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.detached {
+		return
+	}
+	c.detached = true
+	_ = c.ctl(syscall.EPOLL_CTL_DEL)
+	c.p.remove(c)
+	if c.rerr == nil {
+		c.rerr = net.ErrClosed
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.cond.Broadcast()
+}
+
+// Close drops the connection at once.
+func (c *wsConn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.detach()
+		err = c.tcp.Close()
+	})
+	return err
+}
+
+// closeGracefully ends the connection with a close handshake: our close
+// frame, then the peer's answer or end of stream (bounded, and cut short
+// by ctx), then the socket. Dropping the socket right after the last MQTT
+// packet could make the peer's close frame hit a closed socket, whose
+// reset may destroy that packet before the client reads it.
+func (c *wsConn) closeGracefully(ctx context.Context) {
+	c.detach()
+	c.mu.Lock()
+	code := c.closeCode
+	c.mu.Unlock()
+	if code == 0 {
+		code = wsCloseNormal
+	}
+	c.wmu.Lock()
+	sent := false
+	if !c.wclosed {
+		c.wclosed = true
+		_ = c.tcp.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		sent = c.writeFrameLocked(wsOpClose, wsClosePayload(code)) == nil
+	}
+	c.wmu.Unlock()
+	if sent {
+		_ = c.tcp.CloseWrite()
+		_ = c.tcp.SetReadDeadline(time.Now().Add(5 * time.Second))
+		stop := context.AfterFunc(ctx, func() { _ = c.tcp.SetReadDeadline(time.Now()) })
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.tcp, 1<<20))
+		stop()
+	}
+	_ = c.Close()
+}
+
+// LocalAddr is the server's address.
+func (c *wsConn) LocalAddr() net.Addr { return c.tcp.LocalAddr() }
+
+// RemoteAddr is the client's address.
+func (c *wsConn) RemoteAddr() net.Addr { return c.tcp.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines.
+func (c *wsConn) SetDeadline(t time.Time) error {
+	_ = c.SetReadDeadline(t)
+	return c.tcp.SetWriteDeadline(t)
+}
+
+// SetWriteDeadline bounds frame writes.
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.tcp.SetWriteDeadline(t) }
+
+// SetReadDeadline bounds Read; a timer wakes a waiting Read when it passes.
+func (c *wsConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rdl = t
+	if t.IsZero() {
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		return nil
+	}
+	d := time.Until(t)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, c.wakeReader)
+	} else {
+		c.timer.Reset(d)
+	}
+	return nil
+}
+
+func (c *wsConn) wakeReader() {
+	c.mu.Lock()
+	c.cond.Broadcast()
+	c.mu.Unlock()
+}
+
+var _ net.Conn = (*wsConn)(nil)
