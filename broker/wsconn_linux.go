@@ -19,6 +19,10 @@ import (
 // connection publishing hard is held to what its reader keeps up with.
 const wsInboundMax = 256 << 10
 
+// wsKeepBuffer is the inbound buffer size from which a drained connection
+// keeps its buffer for the next read instead of releasing it.
+const wsKeepBuffer = 16 << 10
+
 // wsCopyMax is the largest payload sent by copying it behind its frame
 // header (one write, one segment); larger ones go out with writev.
 const wsCopyMax = 2 << 10
@@ -41,10 +45,11 @@ type wsConn struct {
 
 	mu        sync.Mutex
 	cond      sync.Cond
-	in        []byte // decoded MQTT bytes not yet read
-	rerr      error  // why the stream ended, once it has
-	paused    bool   // disarmed because in is full
-	detached  bool   // no longer registered with the poller
+	in        []byte // decoded MQTT bytes; in[rpos:] not yet read
+	rpos      int
+	rerr      error // why the stream ended, once it has
+	paused    bool  // disarmed because in is full
+	detached  bool  // no longer registered with the poller
 	rdl       time.Time
 	timer     *time.Timer
 	closeCode uint16 // status of our close frame; 0 means normal
@@ -94,6 +99,10 @@ func (c *wsConn) readable(buf []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n > 0 && c.rerr == nil {
+		if c.rpos > 0 { // drop what mochi has read before appending more
+			c.in = c.in[:copy(c.in, c.in[c.rpos:])]
+			c.rpos = 0
+		}
 		if ferr := c.fr.feed(buf[:n], c); ferr != nil {
 			c.failLocked(ferr)
 			return
@@ -107,7 +116,7 @@ func (c *wsConn) readable(buf []byte) {
 	if c.rerr != nil {
 		return // a close frame ended the stream
 	}
-	if len(c.in) >= wsInboundMax {
+	if len(c.in)-c.rpos >= wsInboundMax {
 		c.paused = true
 		return
 	}
@@ -175,7 +184,7 @@ func (c *wsConn) rearmLocked() {
 func (c *wsConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.in) == 0 {
+	for len(c.in) == c.rpos {
 		if c.rerr != nil {
 			return 0, c.rerr
 		}
@@ -184,10 +193,17 @@ func (c *wsConn) Read(p []byte) (int, error) {
 		}
 		c.cond.Wait()
 	}
-	n := copy(p, c.in)
-	c.in = c.in[n:]
-	if len(c.in) == 0 {
-		c.in = nil // an idle connection keeps no buffer
+	n := copy(p, c.in[c.rpos:])
+	c.rpos += n
+	if c.rpos == len(c.in) {
+		// A busy connection (a service publishing) keeps its buffer; one
+		// that only ever gets a few bytes (a browser) keeps none.
+		c.rpos = 0
+		if cap(c.in) >= wsKeepBuffer {
+			c.in = c.in[:0]
+		} else {
+			c.in = nil
+		}
 		if c.paused {
 			c.paused = false
 			c.rearmLocked()

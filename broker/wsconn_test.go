@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -182,5 +183,108 @@ func TestPolledWebSocketFrames(t *testing.T) {
 			}
 			w.eof(t)
 		})
+	}
+}
+
+// polledPair returns a wsConn served by a running poller and the client
+// end of its TCP connection.
+func polledPair(t *testing.T) (*wsConn, net.Conn) {
+	t.Helper()
+	p, err := newPoller(quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { p.run(); close(done) }()
+	t.Cleanup(func() { p.stop(); <-done })
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := newWSConn(p, server.(*net.TCPConn), nil, 1<<30, func(f func()) { go f() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wc.Close() })
+	return wc, client
+}
+
+// A client sending far more than the inbound limit while nothing reads is
+// held back by TCP (the socket is disarmed), and every byte still arrives
+// in order once the reader catches up.
+func TestPolledConnBackpressure(t *testing.T) {
+	wc, client := polledPair(t)
+	const total = 4 * wsInboundMax
+	want := make([]byte, total)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	go func() {
+		for off := 0; off < total; off += 1000 {
+			if _, err := client.Write(clientFrame(true, wsOpBinary, want[off:min(off+1000, total)])); err != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, "reading paused", func() bool {
+		wc.mu.Lock()
+		defer wc.mu.Unlock()
+		return wc.paused
+	})
+	wc.mu.Lock()
+	held := len(wc.in) - wc.rpos
+	wc.mu.Unlock()
+	if held > wsInboundMax+pollerReadSize {
+		t.Fatalf("holds %d unread bytes, limit %d (+ one read)", held, wsInboundMax)
+	}
+	got := make([]byte, 0, total)
+	buf := make([]byte, 300)
+	_ = wc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for len(got) < total {
+		n, err := wc.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", len(got), err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("bytes arrived out of order or changed")
+	}
+}
+
+// A read deadline wakes a waiting Read with a timeout; a later deadline
+// lets it wait for data again.
+func TestPolledConnReadDeadline(t *testing.T) {
+	wc, client := polledPair(t)
+	_ = wc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, err := wc.Read(make([]byte, 10))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("got %v, want a timeout", err)
+	}
+	_ = wc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := client.Write(clientFrame(true, wsOpBinary, []byte("late"))); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 10)
+	n, err := wc.Read(buf)
+	if err != nil || string(buf[:n]) != "late" {
+		t.Fatalf("got %q, %v", buf[:n], err)
+	}
+	// The peer going away ends the stream.
+	_ = client.Close()
+	if _, err := wc.Read(buf); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the peer closed: %v, want EOF", err)
 	}
 }

@@ -20,11 +20,15 @@
 #   HERALD_BENCH_DURATION      ... this long              (15s)
 #   HERALD_BENCH_QOS           0 or 1                     (0)
 #   HERALD_BENCH_RAMP          connects/s                 (2000)
+#   HERALD_BENCH_PUBLISHERS    service connections per worker per target (2)
 #   HERALD_BENCH_MOSQUITTO     0 skips Mosquitto          (1)
 #   HERALD_BENCH_BIG           1 adds the whole-box run   (0)
 #   HERALD_BENCH_BIG_SESSIONS  (100000)   HERALD_BENCH_BIG_REPLICAS (6)
 #   HERALD_BENCH_BIG_RATES     (20000,60000)      HERALD_BENCH_BIG_QOS (1)
 #   HERALD_BENCH_SINGLE_SESSIONS  with BIG=1, also one gateway process this full (19500)
+#   HERALD_BENCH_KEEP_LOGS     1 copies the gateways' logs to HERALD_BENCH_OUT (0)
+#   HERALD_BENCH_GATEWAY_ENV   extra environment for the gateway processes only
+#                              (GODEBUG=adaptivestackstart=0, as in the Docker image)
 set -euo pipefail
 
 BIN=${HERALD_BIN:-bin/herald}
@@ -35,6 +39,7 @@ RATES=${HERALD_BENCH_RATES:-10000,20000,30000,40000,60000}
 DURATION=${HERALD_BENCH_DURATION:-15s}
 QOS=${HERALD_BENCH_QOS:-0}
 RAMP=${HERALD_BENCH_RAMP:-2000}
+PUBLISHERS=${HERALD_BENCH_PUBLISHERS:-2}
 WITH_MOSQ=${HERALD_BENCH_MOSQUITTO:-1}
 BIG=${HERALD_BENCH_BIG:-0}
 BIG_SESSIONS=${HERALD_BENCH_BIG_SESSIONS:-100000}
@@ -42,6 +47,7 @@ BIG_REPLICAS=${HERALD_BENCH_BIG_REPLICAS:-6}
 BIG_RATES=${HERALD_BENCH_BIG_RATES:-20000,60000}
 BIG_QOS=${HERALD_BENCH_BIG_QOS:-1}
 SINGLE_SESSIONS=${HERALD_BENCH_SINGLE_SESSIONS:-19500}
+read -r -a GATEWAY_ENV <<<"${HERALD_BENCH_GATEWAY_ENV-GODEBUG=adaptivestackstart=0}"
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 
 [[ -x $BIN ]] || { echo "bench-loadtest: $BIN not built (make build)" >&2; exit 1; }
@@ -52,6 +58,7 @@ PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [[ ${HERALD_BENCH_KEEP_LOGS:-0} == 1 ]]; then cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true; fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -105,7 +112,7 @@ start_gateways() {
 	for ((i = 0; i < n; i++)); do
 		port=$(free_port) lport=$(free_port) pport=$(free_port)
 		mkdir -p "$WORK/gw$i"
-		HERALD_CONFIG="$WORK/herald.yaml" HERALD_LOCALAWS_ADDR="127.0.0.1:$lport" \
+		env "${GATEWAY_ENV[@]}" HERALD_CONFIG="$WORK/herald.yaml" HERALD_LOCALAWS_ADDR="127.0.0.1:$lport" \
 			"$BIN" loadtest --gateway --pprof-addr "127.0.0.1:$pport" -- \
 			serve --roles broker,web --http-addr "127.0.0.1:$port" --data-dir "$WORK/gw$i" \
 			>"$WORK/gw$i.log" 2>&1 &
@@ -148,10 +155,10 @@ CONF
 	MOSQ_ARGS=(--mosquitto "ws://127.0.0.1:$mport" --mosquitto-pid "$MOSQ_PID")
 fi
 
-CMD="scripts/bench-loadtest.sh (HERALD_BENCH_SESSIONS=$SESSIONS HERALD_BENCH_REPLICAS=$REPLICAS HERALD_BENCH_RATES=$RATES HERALD_BENCH_DURATION=$DURATION HERALD_BENCH_QOS=$QOS)"
+CMD="scripts/bench-loadtest.sh (HERALD_BENCH_SESSIONS=$SESSIONS HERALD_BENCH_REPLICAS=$REPLICAS HERALD_BENCH_RATES=$RATES HERALD_BENCH_DURATION=$DURATION HERALD_BENCH_QOS=$QOS HERALD_BENCH_PUBLISHERS=$PUBLISHERS HERALD_BENCH_GATEWAY_ENV='${GATEWAY_ENV[*]}')"
 HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
 	--herald "$URLS" --herald-pids "$GW_PIDS" --herald-pprof "$PPROFS" "${MOSQ_ARGS[@]}" \
-	--sessions "$SESSIONS" --ramp "$RAMP" --rates "$RATES" --duration "$DURATION" --qos "$QOS" \
+	--sessions "$SESSIONS" --ramp "$RAMP" --rates "$RATES" --duration "$DURATION" --qos "$QOS" --publishers "$PUBLISHERS" \
 	--payload 64 --out "$OUT/loadtest-${SESSIONS}" --title "Herald vs Mosquitto, $SESSIONS WebSocket sessions" \
 	--command "$CMD" --commit "$COMMIT"
 stop_gateways
