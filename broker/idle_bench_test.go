@@ -32,7 +32,8 @@ import (
 //
 // BROKER_IDLE_SESSIONS overrides the number of sessions (default 10000);
 // BROKER_IDLE_HEAP=path writes the child's heap profile once connected;
-// BROKER_IDLE_HOLD=30s keeps the sessions open that long for inspection.
+// BROKER_IDLE_HOLD=30s keeps the sessions open that long for inspection;
+// BROKER_IDLE_IO=goroutine measures the other WebSocket read model.
 
 const idleChildEnv = "BROKER_IDLE_CHILD"
 
@@ -44,7 +45,8 @@ func TestIdleChild(t *testing.T) {
 	if os.Getenv("BROKER_IDLE_HEAP") != "" {
 		runtime.MemProfileRate = 1 // exact attribution, slow: profiling runs only
 	}
-	b, err := New(Config{Registry: testRegistry(t), Logger: quietLogger(), ConnectRatePerIP: -1})
+	b, err := New(Config{Registry: testRegistry(t), Logger: quietLogger(), ConnectRatePerIP: -1,
+		WebSocketIO: os.Getenv("BROKER_IDLE_IO")})
 	if err != nil {
 		t.Fatal(err)
 	}
