@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,18 +67,14 @@ var _ mqtt.Hook = (*authHook)(nil)
 func (h *authHook) ID() string { return "herald-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{
-		mqtt.OnConnect,
-		mqtt.OnConnectAuthenticate,
-		mqtt.OnACLCheck,
-		mqtt.OnSubscribe,
-		mqtt.OnSessionEstablished,
-		mqtt.OnPublish,
-		mqtt.OnSubscribed,
-		mqtt.OnPublishDropped,
-		mqtt.OnDisconnect,
-		mqtt.OnPacketEncode,
-	}, []byte{b})
+	// mochi asks this on every hook dispatch, several times per delivery.
+	switch b {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribe,
+		mqtt.OnSessionEstablished, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnPublishDropped,
+		mqtt.OnDisconnect, mqtt.OnPacketEncode:
+		return true
+	}
+	return false
 }
 
 func isService(cl *mqtt.Client) bool { return strings.IndexByte(cl.ID, '/') >= 0 }

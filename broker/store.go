@@ -108,20 +108,14 @@ func openStore(path string, log *slog.Logger) (*store, error) {
 func (s *store) ID() string { return "herald-store" }
 
 func (s *store) Provides(b byte) bool {
-	return bytes.Contains([]byte{
-		mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect,
-		mqtt.OnSubscribed,
-		mqtt.OnUnsubscribed,
-		mqtt.OnQosPublish,
-		mqtt.OnQosComplete,
-		mqtt.OnQosDropped,
-		mqtt.OnRetainMessage,
-		mqtt.OnRetainedExpired,
-		mqtt.OnClientExpired,
-		mqtt.StoredClients,
-		mqtt.StoredSubscriptions,
-	}, []byte{b})
+	// Asked on every hook dispatch: a switch, not a slice search.
+	switch b {
+	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnRetainMessage,
+		mqtt.OnRetainedExpired, mqtt.OnClientExpired, mqtt.StoredClients, mqtt.StoredSubscriptions:
+		return true
+	}
+	return false
 }
 
 // Stop flushes queued changes and closes the file. Later events are ignored.
