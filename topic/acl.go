@@ -28,14 +28,42 @@ func within(filter string, root []string) bool {
 // apps/{app}/channels/{channel}/, with wildcards allowed below that level.
 // "$share/…", "$SYS/…", "#", "+" at any fixed level, other channels and other
 // apps are all refused.
+//
+// It runs for every delivery (mochi re-checks the topic against the
+// subscriber), so it walks the string instead of splitting it.
 func BrowserMaySubscribe(filter, app, channel string) bool {
-	if !ValidSegment(app) || !ValidSegment(channel) {
+	if !ValidSegment(app) || !ValidSegment(channel) || checkCommon(filter) != nil {
 		return false
 	}
-	lv := strings.Split(filter, "/")
+	rest, ok := strings.CutPrefix(filter, "apps/")
+	for _, part := range [...]string{app, "/channels/", channel, "/"} {
+		if !ok {
+			return false
+		}
+		rest, ok = strings.CutPrefix(rest, part)
+	}
 	// The channel itself must be followed by at least one level ("…/#" or
-	// "…/events"); "apps/a/channels/c" alone carries nothing.
-	return len(lv) > 4 && within(filter, []string{"apps", app, "channels", channel})
+	// "…/events"); "apps/a/channels/c" alone carries nothing. Below it,
+	// wildcards follow filter rules.
+	return ok && wildcardsValid(rest)
+}
+
+// wildcardsValid applies ValidFilter's wildcard rules to the levels of s:
+// '#' only as the whole last level, '+' only as a whole level.
+func wildcardsValid(s string) bool {
+	for {
+		level, more, found := strings.Cut(s, "/")
+		if strings.Contains(level, "#") && (level != "#" || found) {
+			return false
+		}
+		if strings.Contains(level, "+") && level != "+" {
+			return false
+		}
+		if !found {
+			return true
+		}
+		s = more
+	}
 }
 
 // ServiceMaySubscribe reports whether a service of app may subscribe to filter:

@@ -136,3 +136,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// browserMaySubscribeBySplit is the ACL's plain definition (split into
+// levels, compare the root): the walking implementation must agree with
+// it on every input.
+func browserMaySubscribeBySplit(filter, app, channel string) bool {
+	if !ValidSegment(app) || !ValidSegment(channel) {
+		return false
+	}
+	lv := strings.Split(filter, "/")
+	return len(lv) > 4 && within(filter, []string{"apps", app, "channels", channel})
+}
+
+func FuzzBrowserMaySubscribeAgrees(f *testing.F) {
+	for _, s := range []string{"apps/demo/channels/" + ch + "/#", "apps/demo/channels/" + ch + "/", "apps/demo/channels/" + ch,
+		"apps/demo/channels/" + ch + "/a+/b", "apps/demo/channels/" + ch + "/#/x", "apps/demo/channels/" + ch + "/+/#",
+		"apps/demo/channels/" + ch + "x/#", "apps/demo/channels/" + ch + "/a\x00"} {
+		f.Add(s, "demo", ch)
+	}
+	f.Fuzz(func(t *testing.T, filter, app, channel string) {
+		if got, want := BrowserMaySubscribe(filter, app, channel), browserMaySubscribeBySplit(filter, app, channel); got != want {
+			t.Fatalf("BrowserMaySubscribe(%q, %q, %q) = %v, definition says %v", filter, app, channel, got, want)
+		}
+	})
+}
+
+func BenchmarkBrowserMaySubscribe(b *testing.B) {
+	name := "apps/demo/channels/" + ch + "/events"
+	b.ReportAllocs()
+	for b.Loop() {
+		if !BrowserMaySubscribe(name, "demo", ch) {
+			b.Fatal("refused")
+		}
+	}
+}
