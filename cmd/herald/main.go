@@ -18,6 +18,7 @@ import (
 var version = "dev"
 
 func main() {
+	reexecForStacks()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Getenv); err != nil {
