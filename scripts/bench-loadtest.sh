@@ -23,6 +23,7 @@
 #   HERALD_BENCH_PUBLISHERS    service connections per worker per target (2)
 #   HERALD_BENCH_MOSQUITTO     0 skips Mosquitto          (1)
 #   HERALD_BENCH_BIG           1 adds the whole-box run   (0)
+#   HERALD_BENCH_COMPARE       0 skips the Herald/Mosquitto comparison (1)
 #   HERALD_BENCH_BIG_SESSIONS  (100000)   HERALD_BENCH_BIG_REPLICAS (6)
 #   HERALD_BENCH_BIG_RATES     (20000,60000)      HERALD_BENCH_BIG_QOS (1)
 #   HERALD_BENCH_SINGLE_SESSIONS  with BIG=1, also one gateway process this full (19500)
@@ -42,6 +43,7 @@ RAMP=${HERALD_BENCH_RAMP:-2000}
 PUBLISHERS=${HERALD_BENCH_PUBLISHERS:-2}
 WITH_MOSQ=${HERALD_BENCH_MOSQUITTO:-1}
 BIG=${HERALD_BENCH_BIG:-0}
+COMPARE=${HERALD_BENCH_COMPARE:-1}
 BIG_SESSIONS=${HERALD_BENCH_BIG_SESSIONS:-100000}
 BIG_REPLICAS=${HERALD_BENCH_BIG_REPLICAS:-6}
 BIG_RATES=${HERALD_BENCH_BIG_RATES:-20000,60000}
@@ -133,6 +135,7 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 mkdir -p "$OUT"
 
 # --- 10k comparison: Herald and Mosquitto, same run -----------------------
+if [[ $COMPARE == 1 ]]; then
 start_gateways "$REPLICAS"
 MOSQ_ARGS=()
 if [[ $WITH_MOSQ == 1 ]]; then
@@ -163,11 +166,12 @@ HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
 	--command "$CMD" --commit "$COMMIT"
 stop_gateways
 if [[ $WITH_MOSQ == 1 ]]; then kill "$MOSQ_PID" 2>/dev/null || true; wait "$MOSQ_PID" 2>/dev/null || true; fi
+fi
 
 # --- one gateway process as full as its file limit allows ------------------
 if [[ $BIG == 1 ]]; then
 	start_gateways 1
-	CMD="scripts/bench-loadtest.sh (HERALD_BENCH_BIG=1 HERALD_BENCH_SINGLE_SESSIONS=$SINGLE_SESSIONS)"
+	CMD="scripts/bench-loadtest.sh (HERALD_BENCH_BIG=1 HERALD_BENCH_SINGLE_SESSIONS=$SINGLE_SESSIONS HERALD_BENCH_GATEWAY_ENV='${GATEWAY_ENV[*]}')"
 	HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
 		--herald "$URLS" --herald-pids "$GW_PIDS" --herald-pprof "$PPROFS" \
 		--sessions "$SINGLE_SESSIONS" --workers 2 --ramp "$RAMP" --rates 20000 --duration "$DURATION" --qos "$QOS" \
@@ -179,7 +183,7 @@ fi
 # --- whole-box run: many sessions over several gateway processes ----------
 if [[ $BIG == 1 ]]; then
 	start_gateways "$BIG_REPLICAS"
-	CMD="scripts/bench-loadtest.sh (HERALD_BENCH_BIG=1 HERALD_BENCH_BIG_SESSIONS=$BIG_SESSIONS HERALD_BENCH_BIG_REPLICAS=$BIG_REPLICAS HERALD_BENCH_BIG_RATES=$BIG_RATES HERALD_BENCH_BIG_QOS=$BIG_QOS)"
+	CMD="scripts/bench-loadtest.sh (HERALD_BENCH_BIG=1 HERALD_BENCH_BIG_SESSIONS=$BIG_SESSIONS HERALD_BENCH_BIG_REPLICAS=$BIG_REPLICAS HERALD_BENCH_BIG_RATES=$BIG_RATES HERALD_BENCH_BIG_QOS=$BIG_QOS HERALD_BENCH_GATEWAY_ENV='${GATEWAY_ENV[*]}')"
 	HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
 		--herald "$URLS" --herald-pids "$GW_PIDS" --herald-pprof "$PPROFS" \
 		--sessions "$BIG_SESSIONS" --ramp "$RAMP" --rates "$BIG_RATES" --duration "$DURATION" --qos "$BIG_QOS" \
