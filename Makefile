@@ -48,6 +48,7 @@ vet:
 
 gotest:
 	$(GO) test -count=1 -timeout 600s ./...
+	HERALD_TEST_WEBSOCKET_IO=goroutine $(GO) test -count=1 ./broker
 
 ## fuzz: every fuzz target for a short budget (seed corpora always run in gotest).
 fuzz:

@@ -68,6 +68,11 @@ func startBroker(t *testing.T, cfg Config) *testBroker {
 	if cfg.ConnectRatePerIP == 0 {
 		cfg.ConnectRatePerIP = -1
 	}
+	if cfg.WebSocketIO == "" {
+		// make test runs this package a second time with "goroutine", so
+		// every transport test covers both read models.
+		cfg.WebSocketIO = os.Getenv("HERALD_TEST_WEBSOCKET_IO")
+	}
 	b, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
