@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	rtpprof "runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,19 @@ session are published through its own replica. Only loopback targets.
 
 func runLoadtest(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
 	if len(args) > 0 && args[0] == "--worker" {
+		// HERALD_LOADTEST_WORKER_CPUPROFILE=prefix profiles each worker
+		// (prefix.<pid>), to see what the load generator itself costs.
+		if prefix := getenv("HERALD_LOADTEST_WORKER_CPUPROFILE"); prefix != "" {
+			f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid()))
+			if err != nil {
+				return fmt.Errorf("worker cpu profile: %w", err)
+			}
+			defer f.Close()
+			if err := rtpprof.StartCPUProfile(f); err != nil {
+				return fmt.Errorf("worker cpu profile: %w", err)
+			}
+			defer rtpprof.StopCPUProfile()
+		}
 		return loadtest.RunWorker(ctx, os.Stdin, stdout)
 	}
 	if len(args) > 0 && args[0] == "--gateway" {
