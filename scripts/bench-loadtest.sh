@@ -24,7 +24,7 @@
 #   HERALD_BENCH_MOSQUITTO     0 skips Mosquitto          (1)
 #   HERALD_BENCH_BIG           1 adds the whole-box run   (0)
 #   HERALD_BENCH_COMPARE       0 skips the Herald/Mosquitto comparison (1)
-#   HERALD_BENCH_BIG_SESSIONS  (100000)   HERALD_BENCH_BIG_REPLICAS (6)
+#   HERALD_BENCH_BIG_SESSIONS  (100000; 0 skips the whole-box run)   HERALD_BENCH_BIG_REPLICAS (6)
 #   HERALD_BENCH_BIG_RATES     (20000,60000)      HERALD_BENCH_BIG_QOS (1)
 #   HERALD_BENCH_SINGLE_SESSIONS  with BIG=1, also one gateway process this full (19500)
 #   HERALD_BENCH_KEEP_LOGS     1 copies the gateways' logs to HERALD_BENCH_OUT (0)
@@ -131,14 +131,9 @@ stop_gateways() {
 	for p in ${GW_PIDS//,/ }; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 }
 
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-mkdir -p "$OUT"
-
-# --- 10k comparison: Herald and Mosquitto, same run -----------------------
-if [[ $COMPARE == 1 ]]; then
-start_gateways "$REPLICAS"
-MOSQ_ARGS=()
-if [[ $WITH_MOSQ == 1 ]]; then
+# start_mosquitto: sets MOSQ_PID and MOSQ_ARGS.
+start_mosquitto() {
+	local mport tport
 	mport=$(free_port) tport=$(free_port)
 	cat >"$WORK/mosquitto.conf" <<CONF
 allow_anonymous true
@@ -156,7 +151,21 @@ CONF
 	PIDS+=("$MOSQ_PID")
 	for _ in $(seq 1 100); do ss -Htln "sport = :$mport" | grep -q . && break; sleep 0.1; done
 	MOSQ_ARGS=(--mosquitto "ws://127.0.0.1:$mport" --mosquitto-pid "$MOSQ_PID")
-fi
+}
+
+stop_mosquitto() {
+	kill "$MOSQ_PID" 2>/dev/null || true
+	wait "$MOSQ_PID" 2>/dev/null || true
+}
+
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+mkdir -p "$OUT"
+
+# --- 10k comparison: Herald and Mosquitto, same run -----------------------
+if [[ $COMPARE == 1 ]]; then
+start_gateways "$REPLICAS"
+MOSQ_ARGS=()
+if [[ $WITH_MOSQ == 1 ]]; then start_mosquitto; fi
 
 CMD="scripts/bench-loadtest.sh (HERALD_BENCH_SESSIONS=$SESSIONS HERALD_BENCH_REPLICAS=$REPLICAS HERALD_BENCH_RATES=$RATES HERALD_BENCH_DURATION=$DURATION HERALD_BENCH_QOS=$QOS HERALD_BENCH_PUBLISHERS=$PUBLISHERS HERALD_BENCH_GATEWAY_ENV='${GATEWAY_ENV[*]}')"
 HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
@@ -165,7 +174,7 @@ HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
 	--payload 64 --out "$OUT/loadtest-${SESSIONS}" --title "Herald vs Mosquitto, $SESSIONS WebSocket sessions" \
 	--command "$CMD" --commit "$COMMIT"
 stop_gateways
-if [[ $WITH_MOSQ == 1 ]]; then kill "$MOSQ_PID" 2>/dev/null || true; wait "$MOSQ_PID" 2>/dev/null || true; fi
+if [[ $WITH_MOSQ == 1 ]]; then stop_mosquitto; fi
 fi
 
 # --- one gateway process as full as its file limit allows ------------------
@@ -178,10 +187,19 @@ if [[ $BIG == 1 ]]; then
 		--payload 64 --out "$OUT/loadtest-${SINGLE_SESSIONS}-1proc" --title "Herald, $SINGLE_SESSIONS sessions on one gateway process" \
 		--command "$CMD" --commit "$COMMIT"
 	stop_gateways
+	if [[ $WITH_MOSQ == 1 ]]; then
+		# Mosquitto is one process under the same file limit: its full box.
+		start_mosquitto
+		"$BIN" loadtest "${MOSQ_ARGS[@]}" \
+			--sessions "$SINGLE_SESSIONS" --workers 2 --ramp "$RAMP" --rates 20000 --duration "$DURATION" --qos "$QOS" \
+			--payload 64 --out "$OUT/mosquitto-${SINGLE_SESSIONS}-1proc" --title "Mosquitto, $SINGLE_SESSIONS sessions on one process" \
+			--command "$CMD" --commit "$COMMIT"
+		stop_mosquitto
+	fi
 fi
 
 # --- whole-box run: many sessions over several gateway processes ----------
-if [[ $BIG == 1 ]]; then
+if [[ $BIG == 1 && $BIG_SESSIONS -gt 0 ]]; then
 	start_gateways "$BIG_REPLICAS"
 	CMD="scripts/bench-loadtest.sh (HERALD_BENCH_BIG=1 HERALD_BENCH_BIG_SESSIONS=$BIG_SESSIONS HERALD_BENCH_BIG_REPLICAS=$BIG_REPLICAS HERALD_BENCH_BIG_RATES=$BIG_RATES HERALD_BENCH_BIG_QOS=$BIG_QOS HERALD_BENCH_GATEWAY_ENV='${GATEWAY_ENV[*]}')"
 	HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
