@@ -3,6 +3,7 @@ package processor
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -163,12 +164,41 @@ func TestSubmitExistingObject(t *testing.T) {
 	}{
 		{"missing object", JobRequest{App: testApp, Channel: e.channel, Bucket: localaws.DefaultBucket, Key: "nope.png"}, ErrNotFound},
 		{"not a channel id", JobRequest{App: testApp, Channel: "short", Bucket: localaws.DefaultBucket, Key: key}, ErrInvalid},
+		// The gateway can read this bucket (localaws serves any), but it is
+		// not one jobs may read: nothing is enqueued.
+		{"bucket not allowed", JobRequest{App: testApp, Channel: e.channel, Bucket: "someone-elses", Key: key}, ErrForbidden},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := e.intake.SubmitJob(ctx, tt.req); !errorsIs(err, tt.wantErr) {
 				t.Errorf("SubmitJob() error = %v, want %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestSubmitFromSourceBucket: a bucket listed in SourceBuckets is read like
+// the uploads bucket.
+func TestSubmitFromSourceBucket(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("library")}); err != nil {
+		t.Fatal(err)
+	}
+	data := genImage(t, t.TempDir(), "scan.png", 300, 200)
+	if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("library"), Key: aws.String("scan.png"), Body: bytes.NewReader(data)}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := NewIntake(IntakeConfig{S3: e.s3, Presigner: s3.NewPresignClient(e.s3), Queue: e.sqs, QueueURL: e.queueURL,
+		Bucket: localaws.DefaultBucket, SourceBuckets: []string{"library"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobID, err := in.SubmitJob(ctx, JobRequest{App: testApp, Channel: e.channel, Bucket: "library", Key: "scan.png"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final, _ := e.events.final(t, jobID, 30*time.Second); final.Type != event.TypeCompleted {
+		t.Fatalf("final %s %+v", final.Type, final.Error)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,8 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrNotFound: the object to convert does not exist.
 	ErrNotFound = errors.New("object not found")
+	// ErrForbidden: the object is in a bucket jobs may not read.
+	ErrForbidden = errors.New("bucket not allowed")
 )
 
 // Upload expiry bounds.
@@ -50,6 +53,11 @@ type IntakeConfig struct {
 	QueueURL  string
 	// Bucket receives uploads. Required.
 	Bucket string
+	// SourceBuckets are further buckets whose objects SubmitJob may
+	// convert; by default only Bucket. The gateway reads them with its own
+	// credentials, so without this list any app's service could have any
+	// object the gateway can read converted and get links to the results.
+	SourceBuckets []string
 	// Pipelines decide which declared content types are accepted; nil
 	// means convert.DefaultPipelines().
 	Pipelines []convert.Pipeline
@@ -183,6 +191,8 @@ func (in *Intake) SubmitJob(ctx context.Context, req JobRequest) (string, error)
 		return "", fmt.Errorf("channel %q is not a channel id: %w", req.Channel, ErrInvalid)
 	case req.Bucket == "" || req.Key == "":
 		return "", fmt.Errorf("bucket and key are required: %w", ErrInvalid)
+	case req.Bucket != in.cfg.Bucket && !slices.Contains(in.cfg.SourceBuckets, req.Bucket):
+		return "", fmt.Errorf("bucket %q is neither the uploads bucket nor a configured source bucket: %w", req.Bucket, ErrForbidden)
 	}
 	head, err := in.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(req.Bucket), Key: aws.String(req.Key)})
 	switch {

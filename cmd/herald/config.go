@@ -114,6 +114,10 @@ type ProcessorCfg struct {
 	// heartbeat, i.e. how soon a killed processor's work is redone;
 	// HERALD_PROCESSOR_VISIBILITY; default 60s.
 	Visibility time.Duration `yaml:"visibility"`
+	// SourceBuckets lists buckets besides the uploads bucket whose objects
+	// POST /v1/jobs may convert; HERALD_PROCESSOR_SOURCE_BUCKETS
+	// (comma-separated); default none.
+	SourceBuckets []string `yaml:"sourceBuckets"`
 	// Convert sets converter limits and pipelines; empty pipelines mean the
 	// built-in image and audio pipelines.
 	Convert convert.Config `yaml:"convert"`
@@ -246,6 +250,9 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 	}
 	if v := getenv("HERALD_ROLES"); v != "" {
 		cfg.Roles = splitList(v)
+	}
+	if v := getenv("HERALD_PROCESSOR_SOURCE_BUCKETS"); v != "" {
+		cfg.Processor.SourceBuckets = splitList(v)
 	}
 	if v := getenv("HERALD_PROCESSOR_VISIBILITY"); v != "" {
 		d, err := time.ParseDuration(v)

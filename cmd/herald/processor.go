@@ -24,7 +24,8 @@ func startProcessor(ctx context.Context, cfg *Config, p *parts, clients *awsClie
 	presign := s3.NewPresignClient(clients.S3)
 	intake, err := processor.NewIntake(processor.IntakeConfig{
 		S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
-		Bucket: clients.Bucket, Pipelines: pipelines, Logger: log.With("part", "intake"),
+		Bucket: clients.Bucket, SourceBuckets: cfg.Processor.SourceBuckets, Pipelines: pipelines,
+		Logger: log.With("part", "intake"),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -95,6 +96,8 @@ func webError(err error) error {
 		return &web.Error{Code: web.CodeBadRequest, Message: err.Error(), Err: err}
 	case errors.Is(err, processor.ErrNotFound):
 		return &web.Error{Code: web.CodeNotFound, Message: err.Error(), Err: err}
+	case errors.Is(err, processor.ErrForbidden):
+		return &web.Error{Code: web.CodeForbidden, Message: err.Error(), Err: err}
 	}
 	return err
 }
