@@ -124,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("svc", "localaws"), url: "http://" + cfg.Addr}
-	s.verifier = sigv4.NewVerifier(sigv4.Config{Credentials: map[string]string{cfg.AccessKey: cfg.SecretKey}})
+	s.verifier = sigv4.NewVerifier(sigv4.Config{Credentials: map[string]string{cfg.AccessKey: cfg.SecretKey}, Region: cfg.Region})
 	s.sqs, err = sqs.New(sqs.Config{DataDir: filepath.Join(cfg.DataDir, "sqs"), Region: cfg.Region, AccountID: DefaultAccountID, BaseURL: s.url, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("localaws: open sqs: %w", err)

@@ -346,6 +346,10 @@ func (c *chunkedReader) checkChunkSig() error {
 	return nil
 }
 
+// maxTrailers bounds the trailer lines after the final chunk: SDKs send a
+// checksum and, when signed, a signature.
+const maxTrailers = 16
+
 // finish reads the trailers after the final chunk and checks everything.
 func (c *chunkedReader) finish() error {
 	if c.got != c.declared {
@@ -354,7 +358,10 @@ func (c *chunkedReader) finish() error {
 	trailers := map[string]string{}
 	var canon strings.Builder
 	var trailerSig string
-	for {
+	for n := 0; ; n++ {
+		if n == maxTrailers {
+			return fmt.Errorf("aws-chunked body has more than %d trailer lines: %w", maxTrailers, ErrMalformed)
+		}
 		l, err := c.src.line()
 		if err == io.ErrUnexpectedEOF {
 			break // some clients omit the final CRLF

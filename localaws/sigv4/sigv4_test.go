@@ -195,6 +195,7 @@ func TestChunkedBodies(t *testing.T) {
 		{name: "signed", mode: StreamingSignedPayload},
 		{name: "signed tampered data", mode: StreamingSignedPayload, corrupt: func(s string) string { return strings.Replace(s, "0123", "X123", 1) }, want: ErrSignatureMismatch},
 		{name: "truncated", mode: StreamingUnsignedPayloadTrailer, trailer: crcB64, corrupt: func(s string) string { return s[:len(s)/2] }, want: ErrIncompleteBody},
+		{name: "endless trailers", mode: StreamingUnsignedPayloadTrailer, trailer: crcB64 + strings.Repeat("\r\nx-amz-meta-pad:x", 100), want: ErrMalformed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

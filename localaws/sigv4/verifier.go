@@ -24,10 +24,15 @@ type Config struct {
 	// non-S3 client signs the payload without X-Amz-Content-Sha256 (SQS);
 	// default 2 MiB.
 	MaxUnsignedBody int64
+	// Region, when set, is the only region a credential scope may name, as
+	// on AWS: a client configured for another region fails here the way it
+	// would fail against the real endpoint.
+	Region string
 }
 
 // Verifier checks SigV4 signatures against a fixed set of key pairs.
 type Verifier struct {
+	region  string
 	creds   map[string]string
 	now     func() time.Time
 	maxSkew time.Duration
@@ -36,7 +41,7 @@ type Verifier struct {
 
 // NewVerifier returns a Verifier for cfg.
 func NewVerifier(cfg Config) *Verifier {
-	v := &Verifier{creds: make(map[string]string, len(cfg.Credentials)), now: cfg.Now, maxSkew: cfg.MaxSkew, maxBody: cfg.MaxUnsignedBody}
+	v := &Verifier{region: cfg.Region, creds: make(map[string]string, len(cfg.Credentials)), now: cfg.Now, maxSkew: cfg.MaxSkew, maxBody: cfg.MaxUnsignedBody}
 	for k, s := range cfg.Credentials {
 		v.creds[k] = s
 	}
@@ -56,11 +61,14 @@ func NewVerifier(cfg Config) *Verifier {
 func (v *Verifier) Now() time.Time { return v.now() }
 
 // SigningKey returns the signing key for a credential, or
-// ErrUnknownAccessKey.
+// ErrUnknownAccessKey, or ErrMalformed for a scope naming another region.
 func (v *Verifier) SigningKey(c Credential) ([]byte, error) {
 	secret, ok := v.creds[c.AccessKey]
 	if !ok {
 		return nil, fmt.Errorf("access key %q: %w", c.AccessKey, ErrUnknownAccessKey)
+	}
+	if v.region != "" && c.Region != v.region {
+		return nil, fmt.Errorf("the region %q is wrong; expecting %q: %w", c.Region, v.region, ErrMalformed)
 	}
 	return SigningKey(secret, c.Date, c.Region, c.Service), nil
 }
