@@ -31,7 +31,9 @@ broker:
 `
 
 // startMosquitto runs the installed Mosquitto with a WebSocket listener on
-// loopback and returns its URL and pid.
+// loopback and returns its URL and pid. A port found free can be taken by
+// another process before Mosquitto binds it (tests run in parallel), so a
+// Mosquitto that exits at start is retried on new ports.
 func startMosquitto(t *testing.T) (string, int) {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
@@ -41,6 +43,21 @@ func startMosquitto(t *testing.T) (string, int) {
 			t.Skip("mosquitto is not installed (make deps-test)")
 		}
 	}
+	var lastErr string
+	for range 5 {
+		url, pid, errText := tryMosquitto(t, bin)
+		if errText == "" {
+			return url, pid
+		}
+		lastErr = errText
+	}
+	t.Fatalf("mosquitto did not start: %s", lastErr)
+	return "", 0
+}
+
+// tryMosquitto starts Mosquitto once; on failure it returns why.
+func tryMosquitto(t *testing.T, bin string) (string, int, string) {
+	t.Helper()
 	wsAddr, tcpAddr := freeAddr(t), freeAddr(t)
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
 	// 2.0.11 will not start with a WebSocket listener alone.
@@ -56,20 +73,28 @@ func startMosquitto(t *testing.T) (string, int) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start mosquitto: %v", err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", wsAddr, time.Second)
 		if err == nil {
 			c.Close()
-			break
+			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+			return "ws://" + wsAddr, cmd.Process.Pid, ""
+		}
+		select {
+		case <-exited:
+			return "", 0, stderr.String()
+		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto not listening on %s: %s", wsAddr, stderr.String())
+			_ = cmd.Process.Kill()
+			<-exited
+			return "", 0, "not listening on " + wsAddr + " after 10 s: " + stderr.String()
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return "ws://" + wsAddr, cmd.Process.Pid
 }
 
 // ltRun runs `herald loadtest` through run() and returns its results.
