@@ -100,20 +100,18 @@ func (c *mqttConn) Read(p []byte) (int, error) {
 }
 
 // within runs f with the connection bounded by deadline: past it the
-// WebSocket is closed, which fails the pending read or write. (A context
-// deadline would do the same in coder/websocket, and would also close the
-// connection when the context is released while a message is half read.)
-func (c *mqttConn) within(deadline time.Time, f func() error) error {
+// WebSocket is closed, which fails the pending read or write, and within
+// reports true. (A context deadline would do the same in coder/websocket,
+// and would also close the connection when the context is released while a
+// message is half read.)
+func (c *mqttConn) within(deadline time.Time, f func()) (timedOut bool) {
 	var fired atomic.Bool
 	t := time.AfterFunc(time.Until(deadline), func() {
 		fired.Store(true)
 		_ = c.ws.CloseNow()
 	})
-	err := f()
-	if !t.Stop() && fired.Load() && err != nil {
-		return fmt.Errorf("%w: %w", errTimeout, err)
-	}
-	return err
+	f()
+	return !t.Stop() && fired.Load()
 }
 
 // connError is a failed connect with a short reason for the result table.
@@ -204,24 +202,37 @@ func (c *mqttConn) write(b []byte) error {
 
 func (c *mqttConn) read() (packet, error) { return readPacket(c.br, &c.buf) }
 
+// exchange writes one request packet and reads the reply before deadline;
+// failures are connErrors named write_… or replyReason… plus the cause.
+func (c *mqttConn) exchange(deadline time.Time, req []byte, replyReason string) (packet, error) {
+	var p packet
+	var werr, rerr error
+	timedOut := c.within(deadline, func() {
+		if werr = c.write(req); werr == nil {
+			p, rerr = c.read()
+		}
+	})
+	cause := func(err error) string {
+		if timedOut {
+			return "timeout"
+		}
+		return classifyNet(err)
+	}
+	switch {
+	case werr != nil:
+		return p, &connError{Reason: "write_" + cause(werr), Err: werr}
+	case rerr != nil:
+		return p, &connError{Reason: replyReason + cause(rerr), Err: rerr}
+	}
+	return p, nil
+}
+
 // connect sends CONNECT and waits for CONNACK; it returns the server's
 // Receive Maximum (65535 when not announced).
 func (c *mqttConn) connect(deadline time.Time, clientID, user, pass string, keepAlive uint16) (uint16, error) {
-	var p packet
-	err := c.within(deadline, func() error {
-		if err := c.write(appendConnect(nil, clientID, user, pass, keepAlive)); err != nil {
-			return &connError{Reason: "write_" + classifyNet(err), Err: err}
-		}
-		var err error
-		p, err = c.read()
-		return err
-	})
-	var ce *connError
-	if errors.As(err, &ce) {
-		return 0, err
-	}
+	p, err := c.exchange(deadline, appendConnect(nil, clientID, user, pass, keepAlive), "connack_")
 	if err != nil {
-		return 0, &connError{Reason: "connack_" + classifyNet(err), Err: err}
+		return 0, err
 	}
 	if p.typ != pktConnack {
 		return 0, &connError{Reason: "connack_unexpected", Err: fmt.Errorf("got packet type %d", p.typ)}
@@ -237,21 +248,9 @@ func (c *mqttConn) connect(deadline time.Time, clientID, user, pass string, keep
 
 // subscribe sends SUBSCRIBE and waits for a granted SUBACK.
 func (c *mqttConn) subscribe(deadline time.Time, filter string, qos byte) error {
-	var p packet
-	err := c.within(deadline, func() error {
-		if err := c.write(appendSubscribe(nil, 1, filter, qos)); err != nil {
-			return &connError{Reason: "write_" + classifyNet(err), Err: err}
-		}
-		var err error
-		p, err = c.read()
-		return err
-	})
-	var ce *connError
-	if errors.As(err, &ce) {
-		return err
-	}
+	p, err := c.exchange(deadline, appendSubscribe(nil, 1, filter, qos), "suback_")
 	if err != nil {
-		return &connError{Reason: "suback_" + classifyNet(err), Err: err}
+		return err
 	}
 	if p.typ != pktSuback {
 		return &connError{Reason: "suback_unexpected", Err: fmt.Errorf("got packet type %d", p.typ)}
@@ -265,7 +264,7 @@ func (c *mqttConn) subscribe(deadline time.Time, filter string, qos byte) error 
 // close sends DISCONNECT and closes without waiting for the peer's close
 // frame (thousands of sessions end at once).
 func (c *mqttConn) close() {
-	_ = c.within(time.Now().Add(time.Second), func() error { return c.write(disconnect) })
+	c.within(time.Now().Add(time.Second), func() { _ = c.write(disconnect) })
 	_ = c.ws.CloseNow()
 }
 
