@@ -163,6 +163,11 @@ func TestWatchersDetect(t *testing.T) {
 		t.Fatal(err)
 	}
 	syscall.Close(fd)
+	// The watcher records the hit after its open returns, which can be
+	// just after ours does.
+	for i := 0; i < 100 && !opened(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if !opened() {
 		t.Error("watchFIFO missed a reader")
 	}
