@@ -19,6 +19,8 @@ type metrics struct {
 	dropped           *prometheus.CounterVec // by reason
 	disconnects       *prometheus.CounterVec // by reason
 	transportRejected *prometheus.CounterVec // before MQTT: by reason
+	wsProtocolErrors  *prometheus.CounterVec // epoll model: by close code
+	wsReadPaused      prometheus.Counter     // epoll model: backpressure
 }
 
 func newMetrics() *metrics {
@@ -52,6 +54,14 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "transport_rejected_total",
 			Help: "Connections refused before any MQTT byte: origin, rate, capacity.",
 		}, []string{"reason"}),
+		wsProtocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "websocket_protocol_errors_total",
+			Help: "WebSockets closed for a frame that breaks RFC 6455 or MQTT's use of it, by close code (1002 protocol, 1003 text frame, 1009 too big).",
+		}, []string{"code"}),
+		wsReadPaused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "websocket_read_paused_total",
+			Help: "Times a WebSocket was left unread because its unread input reached 256 KiB (a client sending faster than the broker handles).",
+		}),
 	}
 }
 
@@ -62,7 +72,7 @@ func (m *metrics) register(r prometheus.Registerer, info *mqtt.Server) error {
 	in := info.Info
 	cs := []prometheus.Collector{
 		m.connectsRefused, m.authFailures, m.subscribeRefused, m.publishRefused,
-		m.dropped, m.disconnects, m.transportRejected,
+		m.dropped, m.disconnects, m.transportRejected, m.wsProtocolErrors, m.wsReadPaused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "connections",
 			Help: "Connected MQTT clients.",

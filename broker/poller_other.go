@@ -23,7 +23,7 @@ func (p *poller) stop()                       {}
 
 type wsConn struct{ net.Conn }
 
-func newWSConn(*poller, *net.TCPConn, []byte, int64, func(func())) (*wsConn, error) {
+func newWSConn(*poller, *net.TCPConn, []byte, int64, func(func()), *metrics) (*wsConn, error) {
 	return nil, errNoPoller
 }
 

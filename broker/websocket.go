@@ -103,7 +103,7 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // servePolled hands an upgraded socket to one of the pollers and mochi.
 func (b *Broker) servePolled(tcp *net.TCPConn, early []byte, origin string) {
 	p := b.pollers[b.pollNext.Add(1)%uint64(len(b.pollers))]
-	wc, err := newWSConn(p, tcp, early, int64(b.cfg.MaxPacketSize)+wsSlack, b.goBackground)
+	wc, err := newWSConn(p, tcp, early, int64(b.cfg.MaxPacketSize)+wsSlack, b.goBackground, b.metrics)
 	if err != nil {
 		b.log.Warn("mqtt websocket not registered with the poller", "remote", tcp.RemoteAddr().String(), "error", err)
 		_ = tcp.Close()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -40,6 +41,7 @@ type wsConn struct {
 	p     *poller
 	id    uint64
 	spawn func(func()) // runs a short write (pong) off the poller goroutine
+	m     *metrics
 
 	fr wsReader // used by the poller goroutine only (and before add)
 
@@ -63,12 +65,12 @@ type wsConn struct {
 // newWSConn registers an upgraded connection with p. early holds bytes the
 // HTTP server read past the upgrade request: the start of the WebSocket
 // stream.
-func newWSConn(p *poller, tcp *net.TCPConn, early []byte, maxMessage int64, spawn func(func())) (*wsConn, error) {
+func newWSConn(p *poller, tcp *net.TCPConn, early []byte, maxMessage int64, spawn func(func()), m *metrics) (*wsConn, error) {
 	rc, err := tcp.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	c := &wsConn{tcp: tcp, rc: rc, p: p, spawn: spawn, fr: wsReader{max: maxMessage}}
+	c := &wsConn{tcp: tcp, rc: rc, p: p, spawn: spawn, m: m, fr: wsReader{max: maxMessage}}
 	c.cond.L = &c.mu
 	if len(early) > 0 {
 		c.mu.Lock()
@@ -118,6 +120,7 @@ func (c *wsConn) readable(buf []byte) {
 	}
 	if len(c.in)-c.rpos >= wsInboundMax {
 		c.paused = true
+		c.m.wsReadPaused.Inc()
 		return
 	}
 	c.rearmLocked()
@@ -160,6 +163,7 @@ func (c *wsConn) failLocked(err error) {
 	var pe *wsProtocolError
 	if errors.As(err, &pe) && c.closeCode == 0 {
 		c.closeCode = pe.Code
+		c.m.wsProtocolErrors.WithLabelValues(strconv.Itoa(int(pe.Code))).Inc()
 	}
 	c.cond.Broadcast()
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -176,12 +177,16 @@ func TestPolledWebSocketFrames(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			w := dialRawFrames(t, tb, nil)
+			before := counterValue(t, tb.metrics.wsProtocolErrors.WithLabelValues(strconv.Itoa(int(tt.code))))
 			w.send(t, tt.frame)
 			op, p := w.frame(t)
 			if op != wsOpClose || len(p) < 2 || binary.BigEndian.Uint16(p) != tt.code {
 				t.Fatalf("got op %x %x, want close %d", op, p, tt.code)
 			}
 			w.eof(t)
+			if got := counterValue(t, tb.metrics.wsProtocolErrors.WithLabelValues(strconv.Itoa(int(tt.code)))); got != before+1 {
+				t.Errorf("websocket_protocol_errors_total{code=%d} went %v → %v, want +1", tt.code, before, got)
+			}
 		})
 	}
 }
@@ -212,7 +217,7 @@ func polledPair(t *testing.T) (*wsConn, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wc, err := newWSConn(p, server.(*net.TCPConn), nil, 1<<30, func(f func()) { go f() })
+	wc, err := newWSConn(p, server.(*net.TCPConn), nil, 1<<30, func(f func()) { go f() }, newMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +252,9 @@ func TestPolledConnBackpressure(t *testing.T) {
 	wc.mu.Unlock()
 	if held > wsInboundMax+pollerReadSize {
 		t.Fatalf("holds %d unread bytes, limit %d (+ one read)", held, wsInboundMax)
+	}
+	if got := counterValue(t, wc.m.wsReadPaused); got < 1 {
+		t.Errorf("websocket_read_paused_total = %v, want ≥ 1", got)
 	}
 	got := make([]byte, 0, total)
 	buf := make([]byte, 300)
