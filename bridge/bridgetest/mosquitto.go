@@ -191,6 +191,10 @@ func (m *Mosquitto) Stop() {
 // Log returns what the broker printed since its last start.
 func (m *Mosquitto) Log() string { return m.out.String() }
 
+// PID is the running broker's process id (for reading its memory and CPU
+// from /proc).
+func (m *Mosquitto) PID() int { return m.cmd.Process.Pid }
+
 // ClientTLS is a client configuration for the TLS listener.
 func (m *Mosquitto) ClientTLS() *tls.Config {
 	return &tls.Config{RootCAs: m.ServerCAs, Certificates: []tls.Certificate{m.ClientCert}, ServerName: "127.0.0.1"}

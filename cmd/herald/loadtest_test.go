@@ -6,14 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/heraldgw/herald/bridge/bridgetest"
 	"github.com/heraldgw/herald/loadtest"
 )
 
@@ -29,73 +28,6 @@ const ltGatewayConfig = `apps:
 broker:
   connectRatePerIP: -1
 `
-
-// startMosquitto runs the installed Mosquitto with a WebSocket listener on
-// loopback and returns its URL and pid. A port found free can be taken by
-// another process before Mosquitto binds it (tests run in parallel), so a
-// Mosquitto that exits at start is retried on new ports.
-func startMosquitto(t *testing.T) (string, int) {
-	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		bin = "/usr/sbin/mosquitto"
-		if _, err := os.Stat(bin); err != nil {
-			t.Skip("mosquitto is not installed (make deps-test)")
-		}
-	}
-	var lastErr string
-	for range 5 {
-		url, pid, errText := tryMosquitto(t, bin)
-		if errText == "" {
-			return url, pid
-		}
-		lastErr = errText
-	}
-	t.Fatalf("mosquitto did not start: %s", lastErr)
-	return "", 0
-}
-
-// tryMosquitto starts Mosquitto once; on failure it returns why.
-func tryMosquitto(t *testing.T, bin string) (string, int, string) {
-	t.Helper()
-	wsAddr, tcpAddr := freeAddr(t), freeAddr(t)
-	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	// 2.0.11 will not start with a WebSocket listener alone.
-	body := fmt.Sprintf("allow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nmax_connections -1\n"+
-		"listener %s 127.0.0.1\nlistener %s 127.0.0.1\nprotocol websockets\n",
-		strings.Split(tcpAddr, ":")[1], strings.Split(wsAddr, ":")[1])
-	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "-c", conf)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mosquitto: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", wsAddr, time.Second)
-		if err == nil {
-			c.Close()
-			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-			return "ws://" + wsAddr, cmd.Process.Pid, ""
-		}
-		select {
-		case <-exited:
-			return "", 0, stderr.String()
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return "", 0, "not listening on " + wsAddr + " after 10 s: " + stderr.String()
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // ltRun runs `herald loadtest` through run() and returns its results.
 func ltRun(t *testing.T, args ...string) *loadtest.Results {
@@ -162,7 +94,8 @@ func TestLoadtestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := startGateway(t, t.TempDir(), "--config", conf, "--roles", "broker,web")
-	mosq, mosqPID := startMosquitto(t)
+	m := bridgetest.Start(t)
+	mosq, mosqPID := "ws://"+m.WSAddr, m.PID()
 
 	const sessions = 500
 	res := ltRun(t, "--herald", g.base, "--mosquitto", mosq, "--mosquitto-pid", fmt.Sprint(mosqPID),
