@@ -2,12 +2,7 @@ package loadtest
 
 import (
 	"context"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,47 +11,15 @@ import (
 	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/heraldgw/herald/bridge/bridgetest"
 )
 
-// benchMosquitto starts the installed Mosquitto with a WebSocket listener
-// and returns its URL; the benchmark is skipped without it.
+// benchMosquitto starts the shared test Mosquitto (bridge/bridgetest) and
+// returns its WebSocket URL; the benchmark is skipped without Mosquitto.
 func benchMosquitto(b *testing.B) string {
 	b.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		bin = "/usr/sbin/mosquitto"
-		if _, err := os.Stat(bin); err != nil {
-			b.Skip("mosquitto is not installed")
-		}
-	}
-	port := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer ln.Close()
-		return strings.Split(ln.Addr().String(), ":")[1]
-	}
-	ws, tcp := port(), port()
-	conf := filepath.Join(b.TempDir(), "m.conf")
-	body := "allow_anonymous true\npersistence false\nlog_dest none\nmax_connections -1\nlistener " + tcp +
-		" 127.0.0.1\nlistener " + ws + " 127.0.0.1\nprotocol websockets\n"
-	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", conf)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", "127.0.0.1:"+ws); err == nil {
-			c.Close()
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return "ws://127.0.0.1:" + ws
+	return "ws://" + bridgetest.Start(b).WSAddr
 }
 
 func memNow() (uint64, int) {
