@@ -157,9 +157,6 @@ func (c *wsConn) readOnce(buf []byte) (int, error) {
 	return n, rerr
 }
 
-// errWouldBlock is a spurious wake-up: nothing to read yet.
-var errWouldBlock = syscall.EAGAIN
-
 func (p *poller) failAll(err error) {
 	p.mu.Lock()
 	conns := make([]*wsConn, 0, len(p.conns))

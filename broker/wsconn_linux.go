@@ -74,9 +74,7 @@ func newWSConn(p *poller, tcp *net.TCPConn, early []byte, maxMessage int64, spaw
 	c.cond.L = &c.mu
 	if len(early) > 0 {
 		c.mu.Lock()
-		if err := c.fr.feed(early, c); err != nil {
-			c.failLocked(err)
-		}
+		c.consumeLocked(early)
 		c.mu.Unlock()
 	}
 	if err := p.add(c); err != nil {
@@ -89,7 +87,7 @@ func newWSConn(p *poller, tcp *net.TCPConn, early []byte, maxMessage int64, spaw
 // end of stream or an error.
 func (c *wsConn) readable(buf []byte) {
 	n, err := c.readOnce(buf)
-	if errors.Is(err, errWouldBlock) {
+	if errors.Is(err, syscall.EAGAIN) { // a spurious wake-up
 		c.mu.Lock()
 		c.rearmLocked()
 		c.mu.Unlock()
@@ -101,22 +99,13 @@ func (c *wsConn) readable(buf []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n > 0 && c.rerr == nil {
-		if c.rpos > 0 { // drop what mochi has read before appending more
-			c.in = c.in[:copy(c.in, c.in[c.rpos:])]
-			c.rpos = 0
-		}
-		if ferr := c.fr.feed(buf[:n], c); ferr != nil {
-			c.failLocked(ferr)
-			return
-		}
-		c.cond.Broadcast()
+		c.consumeLocked(buf[:n])
 	}
 	if err != nil {
 		c.failLocked(err)
-		return
 	}
 	if c.rerr != nil {
-		return // a close frame ended the stream
+		return // ended: a read error, end of stream, a bad or a close frame
 	}
 	if len(c.in)-c.rpos >= wsInboundMax {
 		c.paused = true
@@ -124,6 +113,20 @@ func (c *wsConn) readable(buf []byte) {
 		return
 	}
 	c.rearmLocked()
+}
+
+// consumeLocked decodes bytes read from the socket into c.in and wakes the
+// reader; a bad frame ends the stream. c.mu is held.
+func (c *wsConn) consumeLocked(p []byte) {
+	if c.rpos > 0 { // drop what mochi has read before appending more
+		c.in = c.in[:copy(c.in, c.in[c.rpos:])]
+		c.rpos = 0
+	}
+	if err := c.fr.feed(p, c); err != nil {
+		c.failLocked(err)
+		return
+	}
+	c.cond.Broadcast()
 }
 
 // data is the wsFrameSink side of the reader; c.mu is held.
@@ -142,8 +145,8 @@ func (c *wsConn) control(op byte, payload []byte) {
 			}
 		})
 	case wsOpClose:
-		// Echo the peer's status in our close frame [RFC 6455 §5.5.1].
-		c.closeCode = wsCloseNormal
+		// Echo the peer's status in our close frame [RFC 6455 §5.5.1];
+		// without one, closeGracefully sends 1000.
 		if len(payload) >= 2 {
 			c.closeCode = uint16(payload[0])<<8 | uint16(payload[1])
 		}

@@ -135,7 +135,7 @@ func reasonOf(err error) string {
 func classifyNet(err error) string {
 	var errno syscall.Errno
 	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, errTimeout):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT):
 		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "cancelled"
@@ -149,8 +149,6 @@ func classifyNet(err error) string {
 		return "other"
 	}
 }
-
-var errTimeout = errors.New("timed out")
 
 func errnoName(e syscall.Errno) string {
 	switch e {
