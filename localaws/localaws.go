@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"sync"
 	"time"
 
@@ -245,7 +246,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("localaws: listen %s: %w", s.cfg.Addr, err)
 	}
-	s.SetBaseURL("http://" + ln.Addr().String())
+	s.SetBaseURL("http://" + reachableAddr(ln.Addr()))
 	h := s.Handler()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}
 	s.mu.Lock()
@@ -262,6 +263,18 @@ func (s *Server) Start(ctx context.Context) error {
 	context.AfterFunc(ctx, func() { s.shutdown() })
 	s.log.Info("localaws listening", "url", s.URL(), "bucket", s.cfg.Bucket, "queue", s.cfg.Queue)
 	return nil
+}
+
+// reachableAddr is host:port of a bound listener as a client on this machine
+// dials it. A wildcard bind ("0.0.0.0:4566", which Go reports as
+// "[::]:4566") is not an address anyone can connect to, and it ends up in
+// presigned upload URLs that browsers open, so it becomes loopback.
+func reachableAddr(a net.Addr) string {
+	t, ok := a.(*net.TCPAddr)
+	if !ok || !t.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(t.Port))
 }
 
 // Run serves until ctx is done, then shuts down gracefully and closes the
