@@ -4,7 +4,7 @@
 //   - MQTT over WebSocket (github.com/coder/websocket) for browsers, served
 //     by WebSocketHandler on the gateway's own HTTP server at /mqtt, and an
 //     optional plain TCP listener for services;
-//   - authentication and ACLs of DESIGN.md: browsers connect with their
+//   - authentication and ACLs of docs/design.md: browsers connect with their
 //     session token and may only subscribe inside their own channel and
 //     never publish; services connect with their app's API key and may use
 //     their own app's topics;

@@ -15,7 +15,7 @@ import (
 	"github.com/heraldgw/herald/topic"
 )
 
-// servicePrefix starts the client id of a service (DESIGN.md).
+// servicePrefix starts the client id of a service (docs/design.md).
 const servicePrefix = "svc-"
 
 // MQTT 3.1.1 CONNACK return codes (mochi maps only some v5 codes itself).

@@ -19,7 +19,7 @@ var (
 
 // PublishOptions qualify a message published by the gateway itself.
 type PublishOptions struct {
-	// QoS is 0 or 1 (the most AWS IoT Core offers; DESIGN.md events use 1).
+	// QoS is 0 or 1 (the most AWS IoT Core offers; docs/design.md events use 1).
 	QoS byte
 	// Retain keeps the message for later subscribers (final job events).
 	Retain bool

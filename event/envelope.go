@@ -1,4 +1,4 @@
-// Package event defines the job event envelope of DESIGN.md and validates
+// Package event defines the job event envelope of docs/design.md and validates
 // envelopes that arrive from outside (POST /v1/events, service MQTT).
 package event
 
@@ -24,7 +24,7 @@ const MaxBytes = 120 << 10
 // FinalExpiry is how long a final (retained) job event stays retained.
 const FinalExpiry = 24 * time.Hour
 
-// The event types of DESIGN.md. Services may add their own with an "x." prefix.
+// The event types of docs/design.md. Services may add their own with an "x." prefix.
 const (
 	TypeAccepted  = "job.accepted"
 	TypeProgress  = "job.progress"

@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/heraldgw/herald/tenant"
-	"github.com/heraldgw/herald/web"
 )
 
 // DefaultExpiry is how long the browser's credentials (and its presigned
@@ -50,8 +49,6 @@ type Minter struct {
 	account string
 }
 
-var _ web.SessionMinter = (*Minter)(nil)
-
 // ErrMinterConfig is returned (wrapped) by NewMinter.
 var ErrMinterConfig = errors.New("iotcore: bad minter config")
 
@@ -75,14 +72,14 @@ func NewMinter(cfg Config) (*Minter, error) {
 
 // MQTTFor assumes the browser role with the channel's session policy and
 // presigns wss://{endpoint}/mqtt with the temporary credentials.
-func (m *Minter) MQTTFor(ctx context.Context, s tenant.Session, _ *http.Request) (web.MQTTInfo, error) {
+func (m *Minter) MQTTFor(ctx context.Context, s tenant.Session, _ *http.Request) (tenant.MQTTInfo, error) {
 	pol, err := SessionPolicy(m.cfg.Region, m.account, s.App, s.Channel)
 	if err != nil {
-		return web.MQTTInfo{}, err
+		return tenant.MQTTInfo{}, err
 	}
 	doc, err := pol.JSON()
 	if err != nil {
-		return web.MQTTInfo{}, err
+		return tenant.MQTTInfo{}, err
 	}
 	out, err := m.cfg.STS.AssumeRole(ctx, &sts.AssumeRoleInput{
 		RoleArn:         aws.String(m.cfg.RoleARN),
@@ -91,10 +88,10 @@ func (m *Minter) MQTTFor(ctx context.Context, s tenant.Session, _ *http.Request)
 		DurationSeconds: aws.Int32(int32(m.cfg.Expiry / time.Second)),
 	})
 	if err != nil {
-		return web.MQTTInfo{}, fmt.Errorf("assume browser role for channel %s: %w", s.Channel, err)
+		return tenant.MQTTInfo{}, fmt.Errorf("assume browser role for channel %s: %w", s.Channel, err)
 	}
 	if out.Credentials == nil {
-		return web.MQTTInfo{}, fmt.Errorf("assume browser role for channel %s: no credentials returned", s.Channel)
+		return tenant.MQTTInfo{}, fmt.Errorf("assume browser role for channel %s: no credentials returned", s.Channel)
 	}
 	c := out.Credentials
 	u, err := Presign(Request{
@@ -102,7 +99,7 @@ func (m *Minter) MQTTFor(ctx context.Context, s tenant.Session, _ *http.Request)
 		Time: m.cfg.Now(), Expires: m.cfg.Expiry, TokenAfterSigning: true,
 	}, Credentials{AccessKeyID: aws.ToString(c.AccessKeyId), SecretAccessKey: aws.ToString(c.SecretAccessKey), SessionToken: aws.ToString(c.SessionToken)})
 	if err != nil {
-		return web.MQTTInfo{}, err
+		return tenant.MQTTInfo{}, err
 	}
-	return web.MQTTInfo{URL: u, ProtocolVersion: 5}, nil
+	return tenant.MQTTInfo{URL: u, ProtocolVersion: 5}, nil
 }

@@ -14,7 +14,7 @@ import (
 // benchServer starts localaws on a real loopback listener.
 func benchServer(b *testing.B) *s3.Client {
 	b.Helper()
-	srv, err := New(Config{Addr: "127.0.0.1:0", DataDir: b.TempDir(), Logger: quietLogger()})
+	srv, err := New(Config{Notify: heraldNotify, Addr: "127.0.0.1:0", DataDir: b.TempDir(), Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}

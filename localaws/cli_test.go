@@ -18,7 +18,7 @@ func TestAWSCLI(t *testing.T) {
 	if _, err := os.Stat(cliAWS); err != nil {
 		t.Skipf("aws CLI not installed at %s; skipping the CLI compatibility test", cliAWS)
 	}
-	cfg := Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger()}
+	cfg := Config{Notify: heraldNotify, Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger()}
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 // runCrashChild serves localaws on 127.0.0.1:0, prints its URL and serves
 // until killed (or its stdin closes, so it never outlives the test).
 func runCrashChild(dir string) int {
-	srv, err := New(Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
+	srv, err := New(Config{Notify: heraldNotify, Addr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

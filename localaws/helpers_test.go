@@ -28,13 +28,20 @@ type testEnv struct {
 	dir string
 }
 
+// heraldNotify are the notification rules the gateway passes: uploads, and
+// the manifests of external converters.
+var heraldNotify = []NotifyRule{
+	{ID: "herald-uploads", Prefix: "uploads/"},
+	{ID: "herald-manifests", Prefix: "converted/", Suffix: "manifest.json"},
+}
+
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 func newEnv(t *testing.T, mutate ...func(*Config)) *testEnv {
 	t.Helper()
-	cfg := Config{DataDir: t.TempDir(), Logger: quietLogger(), CORSOrigins: []string{"http://localhost:8080"}}
+	cfg := Config{Notify: heraldNotify, DataDir: t.TempDir(), Logger: quietLogger(), CORSOrigins: []string{"http://localhost:8080"}}
 	for _, m := range mutate {
 		m(&cfg)
 	}

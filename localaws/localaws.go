@@ -41,10 +41,11 @@ type Config struct {
 	// Queue is created at start with a dead-letter queue "<Queue>-dlq"
 	// (maxReceiveCount 5) and VisibilityTimeout 30; default "herald-events".
 	Queue string
-	// NotifyPrefix is the key prefix whose s3:ObjectCreated:* events go to
-	// Queue; default "uploads/". A second rule always sends objects under
-	// "converted/" ending in "manifest.json".
-	NotifyPrefix string
+	// Notify are the default bucket's notification rules: each sends the
+	// s3:ObjectCreated:* events of the keys it matches to Queue. Empty
+	// sends none. (localaws knows no key layout; the gateway passes its
+	// own.)
+	Notify []NotifyRule
 	// CORSOrigins are allowed by the default bucket's CORS rule (POST, PUT,
 	// GET, HEAD); empty leaves the bucket's CORS configuration alone.
 	CORSOrigins []string
@@ -54,17 +55,19 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultAddr         = "127.0.0.1:4566"
-	DefaultRegion       = "us-east-1"
-	DefaultBucket       = "herald"
-	DefaultQueue        = "herald-events"
-	DefaultNotifyPrefix = "uploads/"
-	DefaultAccountID    = "000000000000"
-	// ManifestPrefix and ManifestSuffix select the converted-output
-	// manifests that the second default notification rule reports.
-	ManifestPrefix = "converted/"
-	ManifestSuffix = "manifest.json"
+	DefaultAddr      = "127.0.0.1:4566"
+	DefaultRegion    = "us-east-1"
+	DefaultBucket    = "herald"
+	DefaultQueue     = "herald-events"
+	DefaultAccountID = "000000000000"
 )
+
+// NotifyRule is one notification rule of the default bucket: created
+// objects whose keys start with Prefix and end with Suffix (either may be
+// empty) are reported to the queue, with ID as the configuration id.
+type NotifyRule struct {
+	ID, Prefix, Suffix string
+}
 
 func (c Config) withDefaults() (Config, error) {
 	if c.DataDir == "" {
@@ -87,9 +90,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Queue == "" {
 		c.Queue = DefaultQueue
-	}
-	if c.NotifyPrefix == "" {
-		c.NotifyPrefix = DefaultNotifyPrefix
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -170,7 +170,7 @@ func (s *Server) createDefaults(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if have == nil || !reflect.DeepEqual(have.Queues, want.Queues) {
+	if have == nil && len(want.Queues) > 0 || have != nil && !reflect.DeepEqual(have.Queues, want.Queues) {
 		if err := s.s3.PutBucketNotification(ctx, s.cfg.Bucket, want); err != nil {
 			return fmt.Errorf("localaws: set notification of %s: %w", s.cfg.Bucket, err)
 		}
@@ -179,14 +179,21 @@ func (s *Server) createDefaults(ctx context.Context) error {
 }
 
 // DefaultNotification is the notification configuration New gives the
-// default bucket.
+// default bucket: one queue configuration per Config.Notify rule.
 func (s *Server) DefaultNotification() s3.NotificationConfiguration {
 	arn := s.sqs.QueueARN(s.cfg.Queue)
-	uploads := s3.QueueConfig{ID: "herald-uploads", QueueArn: arn, Events: []string{"s3:ObjectCreated:*"}, Filter: &s3.EventFilter{}}
-	uploads.Filter.Key.Rules = []s3.FilterRule{{Name: "prefix", Value: s.cfg.NotifyPrefix}}
-	manifests := s3.QueueConfig{ID: "herald-manifests", QueueArn: arn, Events: []string{"s3:ObjectCreated:*"}, Filter: &s3.EventFilter{}}
-	manifests.Filter.Key.Rules = []s3.FilterRule{{Name: "prefix", Value: ManifestPrefix}, {Name: "suffix", Value: ManifestSuffix}}
-	return s3.NotificationConfiguration{Queues: []s3.QueueConfig{uploads, manifests}}
+	var out s3.NotificationConfiguration
+	for _, r := range s.cfg.Notify {
+		q := s3.QueueConfig{ID: r.ID, QueueArn: arn, Events: []string{"s3:ObjectCreated:*"}, Filter: &s3.EventFilter{}}
+		if r.Prefix != "" {
+			q.Filter.Key.Rules = append(q.Filter.Key.Rules, s3.FilterRule{Name: "prefix", Value: r.Prefix})
+		}
+		if r.Suffix != "" {
+			q.Filter.Key.Rules = append(q.Filter.Key.Rules, s3.FilterRule{Name: "suffix", Value: r.Suffix})
+		}
+		out.Queues = append(out.Queues, q)
+	}
+	return out
 }
 
 // S3 returns the S3 service (for wiring and tests).

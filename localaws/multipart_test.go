@@ -168,7 +168,7 @@ func TestUploadManager(t *testing.T) {
 // bodies as aws-chunked with a trailing CRC32 (STREAMING-UNSIGNED-PAYLOAD-
 // TRAILER); localaws must decode the framing and verify the checksum.
 func TestChunkedTrailerOverTLS(t *testing.T) {
-	srv, err := New(Config{DataDir: t.TempDir(), Logger: quietLogger()})
+	srv, err := New(Config{Notify: heraldNotify, DataDir: t.TempDir(), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

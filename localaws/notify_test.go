@@ -292,7 +292,7 @@ func TestNotificationConfigurationViaSDK(t *testing.T) {
 func TestNotificationSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	for i := range 2 {
-		srv, err := New(Config{DataDir: dir, Logger: quietLogger()})
+		srv, err := New(Config{Notify: heraldNotify, DataDir: dir, Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,7 +304,7 @@ func TestNotificationSurvivesRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv, err := New(Config{DataDir: dir, Logger: quietLogger()})
+	srv, err := New(Config{Notify: heraldNotify, DataDir: dir, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func FuzzRoute(f *testing.F) {
 	f.Add("POST", "/herald", "", "", "multipart/form-data; boundary=zz")
 	f.Add("OPTIONS", "/herald/k", "", "", "")
 	f.Add("PUT", "/herald/k?X-Amz-Credential=a/b/c/d/e&X-Amz-Signature=1", "", "", "")
-	srv, err := New(Config{DataDir: f.TempDir(), Logger: quietLogger()})
+	srv, err := New(Config{Notify: heraldNotify, DataDir: f.TempDir(), Logger: quietLogger()})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/processor/convert"
 )
 
@@ -33,9 +34,9 @@ type finalMarker struct {
 	Event  *event.Envelope `json:"event"`
 }
 
-func (p *Processor) jobMarkerPrefix(k JobKey) string { return p.cfg.MarkerPrefix + k.path() }
+func (p *Processor) jobMarkerPrefix(k job.Key) string { return p.cfg.MarkerPrefix + k.Path() }
 
-func (p *Processor) finalMarkerKey(k JobKey) string { return p.jobMarkerPrefix(k) + "final.json" }
+func (p *Processor) finalMarkerKey(k job.Key) string { return p.jobMarkerPrefix(k) + "final.json" }
 
 // replayFinal checks whether the job already ended. If this step ended it
 // (and crashed before its message was deleted) the final event is
@@ -55,7 +56,7 @@ func (p *Processor) replayFinal(ctx context.Context, st *State) (ended bool, err
 
 // readFinal returns the job's final marker, or nil if the job has not
 // ended.
-func (p *Processor) readFinal(ctx context.Context, k JobKey) (*finalMarker, error) {
+func (p *Processor) readFinal(ctx context.Context, k job.Key) (*finalMarker, error) {
 	var fm finalMarker
 	found, err := p.getJSON(ctx, p.finalMarkerKey(k), &fm)
 	if err != nil || !found {
@@ -69,7 +70,7 @@ func (p *Processor) readFinal(ctx context.Context, k JobKey) (*finalMarker, erro
 
 // end writes the final marker for e and publishes e, unless another
 // step ended the job first.
-func (p *Processor) end(ctx context.Context, k JobKey, writer string, e *event.Envelope) error {
+func (p *Processor) end(ctx context.Context, k job.Key, writer string, e *event.Envelope) error {
 	err := p.putJSON(ctx, p.finalMarkerKey(k), finalMarker{Writer: writer, Event: e}, true)
 	switch {
 	case isPreconditionFailed(err):

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/localaws"
 )
 
@@ -143,7 +144,7 @@ func TestSubmitExistingObject(t *testing.T) {
 	if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(localaws.DefaultBucket), Key: aws.String(key), Body: bytes.NewReader(data)}); err != nil {
 		t.Fatal(err)
 	}
-	jobID, err := e.intake.SubmitJob(ctx, JobRequest{App: testApp, Channel: e.channel, Bucket: localaws.DefaultBucket, Key: key})
+	jobID, err := e.intake.SubmitJob(ctx, job.Request{App: testApp, Channel: e.channel, Bucket: localaws.DefaultBucket, Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,14 +160,14 @@ func TestSubmitExistingObject(t *testing.T) {
 
 	for _, tt := range []struct {
 		name    string
-		req     JobRequest
+		req     job.Request
 		wantErr error
 	}{
-		{"missing object", JobRequest{App: testApp, Channel: e.channel, Bucket: localaws.DefaultBucket, Key: "nope.png"}, ErrNotFound},
-		{"not a channel id", JobRequest{App: testApp, Channel: "short", Bucket: localaws.DefaultBucket, Key: key}, ErrInvalid},
+		{"missing object", job.Request{App: testApp, Channel: e.channel, Bucket: localaws.DefaultBucket, Key: "nope.png"}, job.ErrNotFound},
+		{"not a channel id", job.Request{App: testApp, Channel: "short", Bucket: localaws.DefaultBucket, Key: key}, job.ErrInvalid},
 		// The gateway can read this bucket (localaws serves any), but it is
 		// not one jobs may read: nothing is enqueued.
-		{"bucket not allowed", JobRequest{App: testApp, Channel: e.channel, Bucket: "someone-elses", Key: key}, ErrForbidden},
+		{"bucket not allowed", job.Request{App: testApp, Channel: e.channel, Bucket: "someone-elses", Key: key}, job.ErrForbidden},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := e.intake.SubmitJob(ctx, tt.req); !errorsIs(err, tt.wantErr) {
@@ -193,7 +194,7 @@ func TestSubmitFromSourceBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobID, err := in.SubmitJob(ctx, JobRequest{App: testApp, Channel: e.channel, Bucket: "library", Key: "scan.png"})
+	jobID, err := in.SubmitJob(ctx, job.Request{App: testApp, Channel: e.channel, Bucket: "library", Key: "scan.png"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,8 +209,8 @@ func TestSubmitFromSourceBucket(t *testing.T) {
 func TestExternalManifestCompletes(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	jobID, _ := NewJobID()
-	k := JobKey{App: testApp, Channel: e.channel, JobID: jobID}
+	jobID, _ := job.NewID()
+	k := job.Key{App: testApp, Channel: e.channel, JobID: jobID}
 	put := func(key, ct string, body []byte) {
 		t.Helper()
 		if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(localaws.DefaultBucket), Key: aws.String(key),
@@ -218,7 +219,7 @@ func TestExternalManifestCompletes(t *testing.T) {
 		}
 	}
 	put(k.OutputKey("report.txt"), "text/plain", []byte("hello external"))
-	put(k.OutputKey(ManifestName), "application/json",
+	put(k.OutputKey(job.ManifestName), "application/json",
 		[]byte(`{"outputs":[{"name":"report","key":"`+k.OutputKey("report.txt")+`","contentType":"text/plain","bytes":14}]}`))
 	final, _ := e.events.final(t, jobID, 20*time.Second)
 	if final.Type != event.TypeCompleted || len(final.Outputs) != 1 || final.Seq != 3 {
@@ -227,9 +228,9 @@ func TestExternalManifestCompletes(t *testing.T) {
 	checkOutputs(t, final)
 
 	// A manifest pointing outside its job fails the job instead.
-	bad, _ := NewJobID()
-	kb := JobKey{App: testApp, Channel: e.channel, JobID: bad}
-	put(kb.OutputKey(ManifestName), "application/json", []byte(`{"outputs":[{"name":"x","key":"uploads/secret","contentType":"text/plain","bytes":1}]}`))
+	bad, _ := job.NewID()
+	kb := job.Key{App: testApp, Channel: e.channel, JobID: bad}
+	put(kb.OutputKey(job.ManifestName), "application/json", []byte(`{"outputs":[{"name":"x","key":"uploads/secret","contentType":"text/plain","bytes":1}]}`))
 	final, _ = e.events.final(t, bad, 20*time.Second)
 	if final.Type != event.TypeFailed || final.Error.Code != "converter_failed" {
 		t.Fatalf("bad manifest: got %s %+v, want job.failed converter_failed", final.Type, final.Error)

@@ -27,6 +27,7 @@ import (
 	"github.com/heraldgw/herald/bridge"
 	"github.com/heraldgw/herald/broker"
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/localaws"
 	"github.com/heraldgw/herald/processor/convert"
 	"github.com/heraldgw/herald/tenant"
@@ -72,7 +73,10 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	logs := &logBuffer{}
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(logs, testWriter(t)), &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	srv, err := localaws.New(localaws.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	srv, err := localaws.New(localaws.Config{Notify: []localaws.NotifyRule{
+		{ID: "herald-uploads", Prefix: job.UploadsPrefix},
+		{ID: "herald-manifests", Prefix: job.ConvertedPrefix, Suffix: job.ManifestName},
+	}, Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +291,7 @@ func waitUntil(t testing.TB, within time.Duration, what string, cond func() bool
 // does: multipart/form-data, the grant's fields first, the file last.
 func (e *env) upload(t testing.TB, filename, contentType string, data []byte) string {
 	t.Helper()
-	g, err := e.intake.GrantUpload(context.Background(), UploadRequest{App: testApp, Channel: e.channel, Filename: filename,
+	g, err := e.intake.GrantUpload(context.Background(), job.UploadRequest{App: testApp, Channel: e.channel, Filename: filename,
 		ContentType: contentType, Size: int64(len(data)), MaxBytes: 200 << 20})
 	if err != nil {
 		t.Fatalf("GrantUpload(%s, %s): %v", filename, contentType, err)
@@ -328,11 +332,11 @@ func browserPost(t testing.TB, url string, fields map[string]string, filename st
 // S3 access would), bypassing the grant's checks.
 func (e *env) putUpload(t testing.TB, filename string, data []byte) string {
 	t.Helper()
-	jobID, err := NewJobID()
+	jobID, err := job.NewID()
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := JobKey{App: testApp, Channel: e.channel, JobID: jobID}.UploadKey(filename)
+	key := job.Key{App: testApp, Channel: e.channel, JobID: jobID}.UploadKey(filename)
 	if _, err := e.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(localaws.DefaultBucket), Key: aws.String(key),
 		Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data)))}); err != nil {
 		t.Fatal(err)

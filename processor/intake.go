@@ -16,24 +16,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/processor/convert"
 	"github.com/heraldgw/herald/processor/sniff"
 	"github.com/heraldgw/herald/tenant"
-)
-
-// Errors of the intake, tested with errors.Is.
-var (
-	// ErrUnsupportedFormat: the declared content type is not one any
-	// pipeline takes.
-	ErrUnsupportedFormat = errors.New("unsupported format")
-	// ErrTooLarge: the declared size exceeds the limit.
-	ErrTooLarge = errors.New("too large")
-	// ErrInvalid: a request field is missing or malformed.
-	ErrInvalid = errors.New("invalid request")
-	// ErrNotFound: the object to convert does not exist.
-	ErrNotFound = errors.New("object not found")
-	// ErrForbidden: the object is in a bucket jobs may not read.
-	ErrForbidden = errors.New("bucket not allowed")
 )
 
 // Upload expiry bounds.
@@ -98,56 +84,33 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 	return &Intake{cfg: cfg, log: cfg.Logger}, nil
 }
 
-// UploadRequest asks for an upload grant.
-type UploadRequest struct {
-	App, Channel string
-	Filename     string
-	ContentType  string
-	Size         int64
-	// MaxBytes is the app's upload limit; the grant's content-length-range
-	// ends there.
-	MaxBytes int64
-}
-
-// UploadGrant is a presigned POST: the browser sends Fields and then the
-// file as multipart/form-data to URL.
-type UploadGrant struct {
-	JobID       string
-	Key         string
-	URL         string
-	Fields      map[string]string
-	ContentType string
-	MaxBytes    int64
-	ExpiresAt   time.Time
-}
-
 // GrantUpload checks the request and presigns a POST for exactly
 // uploads/{app}/{channel}/{jobId}/{safe filename}, with the content type
 // fixed and the size bounded to [1, MaxBytes].
-func (in *Intake) GrantUpload(ctx context.Context, req UploadRequest) (UploadGrant, error) {
+func (in *Intake) GrantUpload(ctx context.Context, req job.UploadRequest) (job.UploadGrant, error) {
 	switch {
 	case req.Filename == "":
-		return UploadGrant{}, fmt.Errorf("filename is required: %w", ErrInvalid)
+		return job.UploadGrant{}, fmt.Errorf("filename is required: %w", job.ErrInvalid)
 	case req.Size <= 0:
-		return UploadGrant{}, fmt.Errorf("size %d: must be the file's size in bytes: %w", req.Size, ErrInvalid)
+		return job.UploadGrant{}, fmt.Errorf("size %d: must be the file's size in bytes: %w", req.Size, job.ErrInvalid)
 	case req.MaxBytes <= 0:
-		return UploadGrant{}, fmt.Errorf("no upload limit for app %q: %w", req.App, ErrInvalid)
+		return job.UploadGrant{}, fmt.Errorf("no upload limit for app %q: %w", req.App, job.ErrInvalid)
 	case req.Size > req.MaxBytes:
-		return UploadGrant{}, fmt.Errorf("file of %d bytes exceeds the limit of %d: %w", req.Size, req.MaxBytes, ErrTooLarge)
+		return job.UploadGrant{}, fmt.Errorf("file of %d bytes exceeds the limit of %d: %w", req.Size, req.MaxBytes, job.ErrTooLarge)
 	}
-	jobID, err := NewJobID()
+	jobID, err := job.NewID()
 	if err != nil {
-		return UploadGrant{}, err
+		return job.UploadGrant{}, err
 	}
-	k := JobKey{App: req.App, Channel: req.Channel, JobID: jobID}
-	if !k.valid() {
-		return UploadGrant{}, fmt.Errorf("app %q or channel %q is not a valid id: %w", req.App, req.Channel, ErrInvalid)
+	k := job.Key{App: req.App, Channel: req.Channel, JobID: jobID}
+	if !k.Valid() {
+		return job.UploadGrant{}, fmt.Errorf("app %q or channel %q is not a valid id: %w", req.App, req.Channel, job.ErrInvalid)
 	}
-	name := SafeFilename(req.Filename)
+	name := job.SafeFilename(req.Filename)
 	key := k.UploadKey(name)
 	ct := canonicalType(req.ContentType, name)
 	if _, err := convert.SelectPipeline(in.cfg.Pipelines, key, ct); err != nil {
-		return UploadGrant{}, fmt.Errorf("content type %q of %q: %w", req.ContentType, req.Filename, ErrUnsupportedFormat)
+		return job.UploadGrant{}, fmt.Errorf("content type %q of %q: %w", req.ContentType, req.Filename, job.ErrUnsupportedFormat)
 	}
 	expiry := in.cfg.UploadExpiry
 	post, err := in.cfg.Presigner.PresignPostObject(ctx, &s3.PutObjectInput{Bucket: aws.String(in.cfg.Bucket), Key: aws.String(key)},
@@ -159,7 +122,7 @@ func (in *Intake) GrantUpload(ctx context.Context, req UploadRequest) (UploadGra
 			}
 		})
 	if err != nil {
-		return UploadGrant{}, fmt.Errorf("presign upload %s: %w", key, err)
+		return job.UploadGrant{}, fmt.Errorf("presign upload %s: %w", key, err)
 	}
 	fields := make(map[string]string, len(post.Values)+1)
 	for k, v := range post.Values {
@@ -168,40 +131,34 @@ func (in *Intake) GrantUpload(ctx context.Context, req UploadRequest) (UploadGra
 	fields["Content-Type"] = ct
 	in.log.LogAttrs(ctx, slog.LevelInfo, "upload granted", slog.String("app", req.App), slog.String("channel", req.Channel),
 		slog.String("job", jobID), slog.String("key", key), slog.String("content_type", ct), slog.Int64("size", req.Size))
-	return UploadGrant{
+	return job.UploadGrant{
 		JobID: jobID, Key: key, URL: post.URL, Fields: fields, ContentType: ct,
 		MaxBytes: req.MaxBytes, ExpiresAt: in.cfg.Now().Add(expiry).UTC(),
 	}, nil
 }
 
-// JobRequest asks to convert an object already in S3 for a channel.
-type JobRequest struct {
-	App, Channel string
-	Bucket, Key  string
-}
-
 // SubmitJob checks that the object exists and enqueues its job; the
 // consumer then runs it as it would an upload. It returns the job id.
-func (in *Intake) SubmitJob(ctx context.Context, req JobRequest) (string, error) {
+func (in *Intake) SubmitJob(ctx context.Context, req job.Request) (string, error) {
 	if in.cfg.S3 == nil || in.cfg.Queue == nil {
 		return "", errors.New("processor intake: S3 and Queue are required to submit jobs")
 	}
 	switch {
 	case !tenant.ValidChannelID(req.Channel):
-		return "", fmt.Errorf("channel %q is not a channel id: %w", req.Channel, ErrInvalid)
+		return "", fmt.Errorf("channel %q is not a channel id: %w", req.Channel, job.ErrInvalid)
 	case req.Bucket == "" || req.Key == "":
-		return "", fmt.Errorf("bucket and key are required: %w", ErrInvalid)
+		return "", fmt.Errorf("bucket and key are required: %w", job.ErrInvalid)
 	case req.Bucket != in.cfg.Bucket && !slices.Contains(in.cfg.SourceBuckets, req.Bucket):
-		return "", fmt.Errorf("bucket %q is neither the uploads bucket nor a configured source bucket: %w", req.Bucket, ErrForbidden)
+		return "", fmt.Errorf("bucket %q is neither the uploads bucket nor a configured source bucket: %w", req.Bucket, job.ErrForbidden)
 	}
 	head, err := in.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(req.Bucket), Key: aws.String(req.Key)})
 	switch {
 	case isNotFound(err):
-		return "", fmt.Errorf("s3://%s/%s: %w", req.Bucket, req.Key, ErrNotFound)
+		return "", fmt.Errorf("s3://%s/%s: %w", req.Bucket, req.Key, job.ErrNotFound)
 	case err != nil:
 		return "", fmt.Errorf("head s3://%s/%s: %w", req.Bucket, req.Key, err)
 	}
-	jobID, err := NewJobID()
+	jobID, err := job.NewID()
 	if err != nil {
 		return "", err
 	}
@@ -211,7 +168,7 @@ func (in *Intake) SubmitJob(ctx context.Context, req JobRequest) (string, error)
 		Input: StateInput{Bucket: req.Bucket, Key: req.Key, Size: aws.ToInt64(head.ContentLength)},
 	}
 	if err := st.validate(); err != nil {
-		return "", fmt.Errorf("%w: %w", err, ErrInvalid)
+		return "", fmt.Errorf("%w: %w", err, job.ErrInvalid)
 	}
 	if err := sendState(ctx, in.cfg.Queue, in.cfg.QueueURL, st); err != nil {
 		return "", err

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/processor/convert"
 )
 
@@ -33,7 +34,7 @@ type Manifest struct {
 
 // ParseManifest decodes and checks the manifest stored at key.
 func ParseManifest(key string, b []byte) (*Manifest, error) {
-	k, err := ParseManifestKey(key)
+	k, err := job.ParseManifestKey(key)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func ParseManifest(key string, b []byte) (*Manifest, error) {
 		switch {
 		case o.Name == "" || o.ContentType == "" || o.Bytes < 0:
 			return nil, fmt.Errorf("manifest %s: outputs[%d] needs name, contentType and bytes >= 0", key, i)
-		case !ok || rest == "" || rest == ManifestName:
+		case !ok || rest == "" || rest == job.ManifestName:
 			return nil, fmt.Errorf("manifest %s: outputs[%d] key %q is not under %s", key, i, o.Key, prefix)
 		case o.Width < 0 || o.Height < 0 || o.Duration < 0:
 			return nil, fmt.Errorf("manifest %s: outputs[%d] has a negative size", key, i)
@@ -66,7 +67,7 @@ func ParseManifest(key string, b []byte) (*Manifest, error) {
 }
 
 // manifest completes an externally converted job.
-func (p *Processor) manifest(ctx context.Context, k JobKey, bucket, key string) error {
+func (p *Processor) manifest(ctx context.Context, k job.Key, bucket, key string) error {
 	if bucket != p.cfg.Bucket {
 		p.log.Warn("manifest in another bucket ignored", "bucket", bucket, "key", key)
 		return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/localaws"
 )
 
@@ -21,7 +22,7 @@ import (
 func TestStoredOutputIsNotRedone(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	jobID, _ := NewJobID()
+	jobID, _ := job.NewID()
 	inKey := "inputs/" + jobID + ".png"
 	put := func(key string, body []byte, meta map[string]string) {
 		t.Helper()

@@ -14,9 +14,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/heraldgw/herald/bridge"
+	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/processor/convert"
 )
+
+// Publisher delivers a job event to its channel, QoS 1; final events are
+// published retained. The processor needs nothing else of a broker, so any
+// of the bridge's publishers (in-process or external) satisfies it.
+type Publisher interface {
+	Publish(ctx context.Context, e *event.Envelope) error
+}
 
 // Config configures a [Processor]. Zero fields get the documented
 // defaults.
@@ -37,7 +45,7 @@ type Config struct {
 	// built with.
 	Pipelines []convert.Pipeline
 	// Publisher delivers job events. Required.
-	Publisher bridge.Publisher
+	Publisher Publisher
 
 	// Workers is how many messages (steps) are handled at once; default
 	// 2 × Conversions, so that one step's downloads, uploads and queue
@@ -66,7 +74,7 @@ type Config struct {
 	URLExpiry time.Duration
 	// MarkerPrefix is where each job's final marker lives in Bucket:
 	// {MarkerPrefix}{app}/{channel}/{jobId}/final.json; default
-	// "herald/jobs/". (Outputs carry their own record as metadata.)
+	// job.RecordsPrefix. (Outputs carry their own record as metadata.)
 	// Nothing subscribes to it; a lifecycle rule may expire it after a day.
 	MarkerPrefix string
 	// WorkDir is the parent of per-step work dirs and of the input
@@ -124,7 +132,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.InputCacheBytes = 1 << 30
 	}
 	if c.MarkerPrefix == "" {
-		c.MarkerPrefix = "herald/jobs/"
+		c.MarkerPrefix = job.RecordsPrefix
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/localaws"
 )
 
@@ -19,7 +20,7 @@ import (
 func TestFinalMarkerReplay(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	jobID, _ := NewJobID()
+	jobID, _ := job.NewID()
 	st := State{Herald: stateMarker, V: stateVersion, App: testApp, Channel: e.channel, JobID: jobID, Source: SourceUpload,
 		Step: StepOutput, Pipeline: "image", Outputs: []string{"a.webp", "b.webp"}, Output: "b.webp",
 		Input: StateInput{Bucket: localaws.DefaultBucket, Key: "uploads/x", Size: 1}}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/processor/s3event"
 )
 
@@ -57,8 +58,8 @@ func (p *Processor) object(ctx context.Context, msgID string, o s3event.Object) 
 		return nil
 	}
 	switch {
-	case strings.HasPrefix(o.Key, UploadsPrefix):
-		k, _, err := ParseUploadKey(o.Key)
+	case strings.HasPrefix(o.Key, job.UploadsPrefix):
+		k, _, err := job.ParseUploadKey(o.Key)
 		if err != nil {
 			// Not ours to convert (e.g. put there by hand); nobody to tell.
 			p.log.Warn("upload key ignored", "message_id", msgID, "bucket", o.Bucket, "err", err)
@@ -69,8 +70,8 @@ func (p *Processor) object(ctx context.Context, msgID string, o s3event.Object) 
 			Source: SourceUpload, Step: StepStart,
 			Input: StateInput{Bucket: o.Bucket, Key: o.Key, Size: o.Size},
 		})
-	case strings.HasPrefix(o.Key, ConvertedPrefix) && strings.HasSuffix(o.Key, "/"+ManifestName):
-		k, err := ParseManifestKey(o.Key)
+	case job.IsManifestKey(o.Key):
+		k, err := job.ParseManifestKey(o.Key)
 		if err != nil {
 			p.log.Warn("manifest key ignored", "message_id", msgID, "bucket", o.Bucket, "err", err)
 			return nil

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/heraldgw/herald/job"
 )
 
 // A job travels through the queue as a state record: every message after
@@ -71,7 +73,7 @@ type StateInput struct {
 	MIME string `json:"mime,omitempty"`
 }
 
-func (s *State) job() JobKey { return JobKey{App: s.App, Channel: s.Channel, JobID: s.JobID} }
+func (s *State) job() job.Key { return job.Key{App: s.App, Channel: s.Channel, JobID: s.JobID} }
 
 // stepID names the step for event ids and completion markers; a retry of
 // a step has the same id.
@@ -129,7 +131,7 @@ func (s *State) validate() error {
 		return fmt.Errorf("%w: herald %q", errNotState, s.Herald)
 	case s.V != stateVersion:
 		return bad("version %d, want %d", s.V, stateVersion)
-	case !s.job().valid():
+	case !s.job().Valid():
 		return bad("app %q, channel %q, jobId %q must be 1-64 of [A-Za-z0-9_.-]", s.App, s.Channel, s.JobID)
 	case s.Source != SourceUpload && s.Source != SourceSubmit:
 		return bad("unknown source %q", s.Source)
@@ -145,7 +147,7 @@ func (s *State) validate() error {
 			return bad("output step needs pipeline and an output listed in outputs")
 		}
 		for _, o := range s.Outputs {
-			if SafeFilename(o) != o {
+			if job.SafeFilename(o) != o {
 				return bad("output file %q is not a plain file name", o)
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/processor/convert"
 	"github.com/heraldgw/herald/processor/sniff"
 )
@@ -84,7 +85,7 @@ func (p *Processor) start(ctx context.Context, st *State) error {
 // routed as if it had been uploaded, since pipelines match upload keys.
 func (p *Processor) routeKey(st *State) string {
 	if st.Source == SourceSubmit {
-		return st.job().UploadKey(SafeFilename(path.Base(st.Input.Key)))
+		return st.job().UploadKey(job.SafeFilename(path.Base(st.Input.Key)))
 	}
 	return st.Input.Key
 }

@@ -1,4 +1,4 @@
-// Package topic builds, parses and authorises the MQTT topics of DESIGN.md:
+// Package topic builds, parses and authorises the MQTT topics of docs/design.md:
 //
 //	apps/{app}/channels/{channel}/jobs/{jobId}
 //	apps/{app}/channels/{channel}/events
@@ -86,7 +86,7 @@ func ValidSegment(s string) bool {
 }
 
 // Parse splits a channel topic name into its parts. It rejects wildcards,
-// filters, and anything outside the two shapes of DESIGN.md.
+// filters, and anything outside the two shapes of docs/design.md.
 func Parse(name string) (Address, error) {
 	if err := ValidName(name); err != nil {
 		return Address{}, err

@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/tenant"
 )
 
@@ -100,6 +101,16 @@ func classify(err error) *Error {
 		return apiError(CodeTooLarge, err, "request body exceeds %d bytes", mbe.Limit)
 	case errors.Is(err, event.ErrInvalid):
 		return apiError(CodeInvalidEvent, err, "%v", err)
+	case errors.Is(err, job.ErrUnsupportedFormat):
+		return apiError(CodeUnsupportedType, err, "this file type is not converted here")
+	case errors.Is(err, job.ErrTooLarge):
+		return apiError(CodeTooLarge, err, "%v", err)
+	case errors.Is(err, job.ErrInvalid):
+		return apiError(CodeBadRequest, err, "%v", err)
+	case errors.Is(err, job.ErrNotFound):
+		return apiError(CodeNotFound, err, "%v", err)
+	case errors.Is(err, job.ErrForbidden):
+		return apiError(CodeForbidden, err, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return apiError(CodeUnavailable, err, "the gateway could not finish in time")
 	default:
@@ -107,7 +118,7 @@ func classify(err error) *Error {
 	}
 }
 
-// errorBody is the JSON shape of DESIGN.md: {"error":{"code","message"}}.
+// errorBody is the JSON shape of docs/design.md: {"error":{"code","message"}}.
 type errorBody struct {
 	Error struct {
 		Code    Code   `json:"code"`

@@ -10,17 +10,11 @@ import (
 	"github.com/heraldgw/herald/topic"
 )
 
-// MQTTInfo tells a browser how to reach the broker.
-type MQTTInfo struct {
-	URL             string `json:"url"`
-	ProtocolVersion int    `json:"protocolVersion"`
-}
-
 // SessionMinter completes a freshly minted session with the broker details a
 // browser needs. External brokers (AWS IoT Core) hand out presigned URLs; the
 // embedded broker needs only its URL.
 type SessionMinter interface {
-	MQTTFor(ctx context.Context, s tenant.Session, r *http.Request) (MQTTInfo, error)
+	MQTTFor(ctx context.Context, s tenant.Session, r *http.Request) (tenant.MQTTInfo, error)
 }
 
 type sessionRequest struct {
@@ -28,13 +22,13 @@ type sessionRequest struct {
 }
 
 type sessionResponse struct {
-	App       string    `json:"app"`
-	Channel   string    `json:"channel"`
-	ClientID  string    `json:"clientId"`
-	Topic     string    `json:"topic"`
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expiresAt"`
-	MQTT      MQTTInfo  `json:"mqtt"`
+	App       string          `json:"app"`
+	Channel   string          `json:"channel"`
+	ClientID  string          `json:"clientId"`
+	Topic     string          `json:"topic"`
+	Token     string          `json:"token"`
+	ExpiresAt time.Time       `json:"expiresAt"`
+	MQTT      tenant.MQTTInfo `json:"mqtt"`
 }
 
 func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) error {
@@ -78,7 +72,7 @@ func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) mqttInfo(r *http.Request, sess tenant.Session) (MQTTInfo, error) {
+func (s *Server) mqttInfo(r *http.Request, sess tenant.Session) (tenant.MQTTInfo, error) {
 	if s.cfg.Sessions != nil {
 		return s.cfg.Sessions.MQTTFor(r.Context(), sess, r)
 	}
@@ -90,5 +84,5 @@ func (s *Server) mqttInfo(r *http.Request, sess tenant.Session) (MQTTInfo, error
 		}
 		url = scheme + "://" + r.Host + "/mqtt"
 	}
-	return MQTTInfo{URL: url, ProtocolVersion: 5}, nil
+	return tenant.MQTTInfo{URL: url, ProtocolVersion: 5}, nil
 }

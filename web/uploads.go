@@ -2,48 +2,20 @@ package web
 
 import (
 	"context"
-	"github.com/heraldgw/herald/tenant"
 	"net/http"
-	"strings"
-	"time"
+
+	"github.com/heraldgw/herald/job"
+	"github.com/heraldgw/herald/tenant"
 )
-
-// UploadRequest is what a browser asks to upload.
-type UploadRequest struct {
-	App         string
-	Channel     string
-	Filename    string `json:"filename"`
-	ContentType string `json:"contentType"`
-	Size        int64  `json:"size"`
-	MaxBytes    int64  `json:"-"`
-}
-
-// UploadGrant is a presigned POST the browser sends the file with.
-type UploadGrant struct {
-	JobID     string            `json:"jobId"`
-	Key       string            `json:"key"`
-	URL       string            `json:"url"`
-	Fields    map[string]string `json:"fields"`
-	MaxBytes  int64             `json:"maxBytes"`
-	ExpiresAt time.Time         `json:"expiresAt"`
-}
 
 // Uploader grants direct-to-S3 uploads.
 type Uploader interface {
-	GrantUpload(ctx context.Context, req UploadRequest) (UploadGrant, error)
-}
-
-// JobRequest asks to convert an object already in S3.
-type JobRequest struct {
-	App     string `json:"-"`
-	Channel string `json:"channel"`
-	Bucket  string `json:"bucket"`
-	Key     string `json:"key"`
+	GrantUpload(ctx context.Context, req job.UploadRequest) (job.UploadGrant, error)
 }
 
 // JobSubmitter starts a conversion of an existing object.
 type JobSubmitter interface {
-	SubmitJob(ctx context.Context, req JobRequest) (jobID string, err error)
+	SubmitJob(ctx context.Context, req job.Request) (jobID string, err error)
 }
 
 func (s *Server) handleUploads(w http.ResponseWriter, r *http.Request) error {
@@ -51,7 +23,7 @@ func (s *Server) handleUploads(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return apiError(CodeUnauthorized, nil, "Authorization: Bearer <session token> is required")
 	}
-	var req UploadRequest
+	var req job.UploadRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -91,14 +63,14 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req JobRequest
+	var req job.Request
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
 	if req.Channel == "" || req.Bucket == "" || req.Key == "" {
 		return apiError(CodeBadRequest, nil, `"channel", "bucket" and "key" are required`)
 	}
-	if other, ok := foreignAppKey(req.Key, app.ID); ok {
+	if other, ok := job.Owner(req.Key); ok && other != app.ID {
 		return apiError(CodeForbidden, nil, "key %q belongs to app %q", req.Key, other)
 	}
 	if s.cfg.Jobs == nil {
@@ -115,22 +87,4 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) verifyAnyApp(tok string) (tenant.Claims, error) {
 	return s.cfg.Registry.VerifyAny(tok, s.now())
-}
-
-// foreignAppKey reports whether key lies under another app's part of the
-// gateway's own key space (uploads/{app}/…, converted/{app}/…), so one app's
-// service cannot have another app's files converted and get links to them.
-// Keys outside those prefixes are the caller's own business.
-func foreignAppKey(key, app string) (string, bool) {
-	for _, prefix := range []string{"uploads/", "converted/"} {
-		rest, ok := strings.CutPrefix(key, prefix)
-		if !ok {
-			continue
-		}
-		owner, _, _ := strings.Cut(rest, "/")
-		if owner != app {
-			return owner, true
-		}
-	}
-	return "", false
 }

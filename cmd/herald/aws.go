@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/localaws"
 )
 
@@ -80,7 +81,16 @@ func (c *Config) localaws(origins []string, log *slog.Logger) localaws.Config {
 	return localaws.Config{
 		Addr: c.AWS.LocalAddr, DataDir: filepath.Join(c.DataDir, "localaws"), Region: c.AWS.Region,
 		AccessKey: c.AWS.AccessKey, SecretKey: c.AWS.SecretKey, Bucket: c.AWS.Bucket,
-		Queue: queueName(c.AWS.Queue), CORSOrigins: origins, Logger: log,
+		Queue: queueName(c.AWS.Queue), CORSOrigins: origins, Notify: notifyRules(), Logger: log,
+	}
+}
+
+// notifyRules report what the processor consumes: uploads, and the
+// manifests that end an external converter's outputs.
+func notifyRules() []localaws.NotifyRule {
+	return []localaws.NotifyRule{
+		{ID: "herald-uploads", Prefix: job.UploadsPrefix},
+		{ID: "herald-manifests", Prefix: job.ConvertedPrefix, Suffix: job.ManifestName},
 	}
 }
 

@@ -192,6 +192,8 @@ func loadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	return c, nil
 }
 
+var _ web.SessionMinter = (*iotcore.Minter)(nil)
+
 // iotSessions builds the AWS IoT Core session minter from broker.iot
 // (HERALD_IOT_ENDPOINT, HERALD_IOT_BROWSER_ROLE_ARN), with STS reached
 // through the default credential chain.

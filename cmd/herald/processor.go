@@ -52,52 +52,5 @@ func startProcessor(ctx context.Context, cfg *Config, p *parts, clients *awsClie
 		}
 		p.run(ctx, "processor", log, proc.Run)
 	}
-	return uploads{intake}, jobs{intake}, nil
-}
-
-// uploads adapts the intake to web.Uploader.
-type uploads struct{ in *processor.Intake }
-
-var _ web.Uploader = uploads{}
-
-func (u uploads) GrantUpload(ctx context.Context, req web.UploadRequest) (web.UploadGrant, error) {
-	g, err := u.in.GrantUpload(ctx, processor.UploadRequest{
-		App: req.App, Channel: req.Channel, Filename: req.Filename, ContentType: req.ContentType,
-		Size: req.Size, MaxBytes: req.MaxBytes,
-	})
-	if err != nil {
-		return web.UploadGrant{}, webError(err)
-	}
-	return web.UploadGrant{JobID: g.JobID, Key: g.Key, URL: g.URL, Fields: g.Fields, MaxBytes: g.MaxBytes, ExpiresAt: g.ExpiresAt}, nil
-}
-
-// jobs adapts the intake to web.JobSubmitter.
-type jobs struct{ in *processor.Intake }
-
-var _ web.JobSubmitter = jobs{}
-
-func (j jobs) SubmitJob(ctx context.Context, req web.JobRequest) (string, error) {
-	id, err := j.in.SubmitJob(ctx, processor.JobRequest{App: req.App, Channel: req.Channel, Bucket: req.Bucket, Key: req.Key})
-	if err != nil {
-		return "", webError(err)
-	}
-	return id, nil
-}
-
-// webError translates the intake's errors into API errors; anything else
-// stays an internal error.
-func webError(err error) error {
-	switch {
-	case errors.Is(err, processor.ErrUnsupportedFormat):
-		return &web.Error{Code: web.CodeUnsupportedType, Message: "this file type is not converted here", Err: err}
-	case errors.Is(err, processor.ErrTooLarge):
-		return &web.Error{Code: web.CodeTooLarge, Message: err.Error(), Err: err}
-	case errors.Is(err, processor.ErrInvalid):
-		return &web.Error{Code: web.CodeBadRequest, Message: err.Error(), Err: err}
-	case errors.Is(err, processor.ErrNotFound):
-		return &web.Error{Code: web.CodeNotFound, Message: err.Error(), Err: err}
-	case errors.Is(err, processor.ErrForbidden):
-		return &web.Error{Code: web.CodeForbidden, Message: err.Error(), Err: err}
-	}
-	return err
+	return intake, intake, nil
 }

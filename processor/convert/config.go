@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	jobkey "github.com/heraldgw/herald/job" // convert has its own unexported job type
 	"github.com/heraldgw/herald/processor/sniff"
 )
 
@@ -212,7 +213,7 @@ func DefaultPipelines() []Pipeline {
 	return []Pipeline{
 		{
 			Name:      "image",
-			KeyPrefix: "uploads/",
+			KeyPrefix: jobkey.UploadsPrefix,
 			MIME:      append([]string(nil), imageMIMEs...),
 			Outputs: []OutputSpec{
 				img("thumb-256", "webp", 256),
@@ -223,7 +224,7 @@ func DefaultPipelines() []Pipeline {
 		},
 		{
 			Name:      "audio",
-			KeyPrefix: "uploads/",
+			KeyPrefix: jobkey.UploadsPrefix,
 			MIME:      append([]string(nil), audioMIMEs...),
 			Outputs: []OutputSpec{
 				{Name: "audio-mp3", Converter: ConverterAudio, Format: "mp3"},

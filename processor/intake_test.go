@@ -12,90 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/topic"
 )
-
-func TestSafeFilename(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"photo.jpg", "photo.jpg"},
-		{"../../etc/passwd", "passwd"},
-		{`C:\Users\me\My Photo (1).png`, "My_Photo__1_.png"},
-		{"..", "file"},
-		{"...hidden", "hidden"},
-		{"", "file"},
-		{"日本.png", "__.png"},
-		{"a/b/", "file"},
-		{"x[0].tif", "x_0_.tif"},
-		{strings.Repeat("a", 300) + ".jpeg", strings.Repeat("a", 95) + ".jpeg"},
-	}
-	for _, tt := range tests {
-		if got := SafeFilename(tt.in); got != tt.want {
-			t.Errorf("SafeFilename(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-func FuzzSafeFilename(f *testing.F) {
-	for _, s := range []string{"photo.jpg", "../x", "..", "a\x00b", strings.Repeat("é", 200), "/", `\`} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, in string) {
-		got := SafeFilename(in)
-		if got == "" || got == "." || got == ".." || len(got) > maxFilename || got[0] == '.' {
-			t.Fatalf("SafeFilename(%q) = %q", in, got)
-		}
-		for _, c := range []byte(got) {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-				t.Fatalf("SafeFilename(%q) = %q has %q", in, got, c)
-			}
-		}
-		if SafeFilename(got) != got {
-			t.Fatalf("not idempotent: %q → %q → %q", in, got, SafeFilename(got))
-		}
-	})
-}
-
-func TestParseUploadKey(t *testing.T) {
-	tests := []struct {
-		key     string
-		want    JobKey
-		file    string
-		wantErr bool
-	}{
-		{key: "uploads/demo/ch_1/job-1/photo.jpg", want: JobKey{"demo", "ch_1", "job-1"}, file: "photo.jpg"},
-		{key: "uploads/demo/ch/job/my photo.jpg", want: JobKey{"demo", "ch", "job"}, file: "my photo.jpg"},
-		{key: "uploads/demo/ch/job/", wantErr: true},
-		{key: "uploads/demo/ch/photo.jpg", wantErr: true},
-		{key: "uploads/demo/ch/job/a/b.jpg", wantErr: true},
-		{key: "uploads/de mo/ch/job/a.jpg", wantErr: true},
-		{key: "uploads/demo/+/job/a.jpg", wantErr: true},
-		{key: "other/demo/ch/job/a.jpg", wantErr: true},
-	}
-	for _, tt := range tests {
-		k, file, err := ParseUploadKey(tt.key)
-		if (err != nil) != tt.wantErr || err == nil && (k != tt.want || file != tt.file) {
-			t.Errorf("ParseUploadKey(%q) = %+v, %q, %v; want %+v, %q, err %v", tt.key, k, file, err, tt.want, tt.file, tt.wantErr)
-		}
-	}
-}
-
-func FuzzParseUploadKey(f *testing.F) {
-	for _, s := range []string{"uploads/demo/ch/job/a.jpg", "uploads/a/b/c/", "uploads////", "uploads/$/#/+/x"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, key string) {
-		k, file, err := ParseUploadKey(key)
-		if err != nil {
-			return
-		}
-		if k.UploadKey(file) != key {
-			t.Fatalf("round trip %q → %q", key, k.UploadKey(file))
-		}
-		if err := topic.ValidName(topic.Job(k.App, k.Channel, k.JobID)); err != nil {
-			t.Fatalf("key %q gives an invalid topic: %v", key, err)
-		}
-	})
-}
 
 func FuzzDecodeState(f *testing.F) {
 	f.Add([]byte(`{"herald":"job","v":1,"app":"demo","channel":"c","jobId":"j","source":"upload","step":"output","input":{"bucket":"b","key":"k","size":1},"pipeline":"image","outputs":["a.webp"],"output":"a.webp"}`))
@@ -106,7 +25,7 @@ func FuzzDecodeState(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !st.job().valid() || (st.Step == StepOutput && SafeFilename(st.Output) != st.Output) {
+		if !st.job().Valid() || (st.Step == StepOutput && job.SafeFilename(st.Output) != st.Output) {
 			t.Fatalf("accepted unsafe state %+v", st)
 		}
 		b, err := st.Encode()
@@ -165,20 +84,20 @@ func TestGrantUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ch = "AAAAAAAAAAAAAAAAAAAAAA"
-	req := func(name, ct string, size int64) UploadRequest {
-		return UploadRequest{App: "demo", Channel: ch, Filename: name, ContentType: ct, Size: size, MaxBytes: 1000}
+	req := func(name, ct string, size int64) job.UploadRequest {
+		return job.UploadRequest{App: "demo", Channel: ch, Filename: name, ContentType: ct, Size: size, MaxBytes: 1000}
 	}
 	for _, tt := range []struct {
 		name    string
-		req     UploadRequest
+		req     job.UploadRequest
 		wantErr error
 	}{
-		{"text", req("a.txt", "text/plain", 10), ErrUnsupportedFormat},
-		{"no type, unknown ext", req("a.bin", "", 10), ErrUnsupportedFormat},
-		{"too large", req("a.png", "image/png", 1001), ErrTooLarge},
-		{"empty", req("a.png", "image/png", 0), ErrInvalid},
-		{"no name", req("", "image/png", 10), ErrInvalid},
-		{"bad channel", UploadRequest{App: "demo", Channel: "a/b", Filename: "a.png", ContentType: "image/png", Size: 1, MaxBytes: 10}, ErrInvalid},
+		{"text", req("a.txt", "text/plain", 10), job.ErrUnsupportedFormat},
+		{"no type, unknown ext", req("a.bin", "", 10), job.ErrUnsupportedFormat},
+		{"too large", req("a.png", "image/png", 1001), job.ErrTooLarge},
+		{"empty", req("a.png", "image/png", 0), job.ErrInvalid},
+		{"no name", req("", "image/png", 10), job.ErrInvalid},
+		{"bad channel", job.UploadRequest{App: "demo", Channel: "a/b", Filename: "a.png", ContentType: "image/png", Size: 1, MaxBytes: 10}, job.ErrInvalid},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := in.GrantUpload(context.Background(), tt.req); !errors.Is(err, tt.wantErr) {
