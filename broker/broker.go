@@ -51,7 +51,7 @@ type Broker struct {
 	log     *slog.Logger
 	srv     *mqtt.Server
 	inline  *mqtt.Client // publishes for Publish; bypasses the ACL
-	store   *store       // nil when memory only
+	store   *store       // sessions and retained messages (memory only without DataDir)
 	metrics *metrics
 	limiter *ipLimiter
 	ln      net.Listener // nil when TCPAddr is empty
@@ -123,17 +123,18 @@ func New(cfg Config) (*Broker, error) {
 	if err := b.srv.AddHook(&authHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
+	st := newMemoryStore(b.log)
 	if cfg.DataDir != "" {
-		st, err := openStore(filepath.Join(cfg.DataDir, "broker.db"), b.log)
-		if err != nil {
+		if st, err = openStore(filepath.Join(cfg.DataDir, "broker.db"), b.log); err != nil {
 			return nil, err
 		}
-		if err := b.srv.AddHook(st, nil); err != nil {
-			_ = st.Stop()
-			return nil, fmt.Errorf("broker storage hook: %w", err)
-		}
-		b.store = st
 	}
+	st.srv = b.srv
+	if err := b.srv.AddHook(st, nil); err != nil {
+		_ = st.Stop()
+		return nil, fmt.Errorf("broker storage hook: %w", err)
+	}
+	b.store = st
 
 	b.inline = b.srv.NewClient(nil, mqtt.LocalListener, "herald-inline", true)
 	// Version 5 so message expiry applies to what Publish retains.
@@ -156,11 +157,7 @@ func New(cfg Config) (*Broker, error) {
 	return b, nil
 }
 
-func (b *Broker) closeStore() {
-	if b.store != nil {
-		_ = b.store.Stop()
-	}
-}
+func (b *Broker) closeStore() { _ = b.store.Stop() }
 
 // TCPAddr returns the bound address of the plain MQTT listener, or nil.
 func (b *Broker) TCPAddr() net.Addr {
@@ -200,11 +197,9 @@ func (b *Broker) Run(ctx context.Context) error {
 		b.abort()
 		return fmt.Errorf("broker serve: %w", err)
 	}
-	if b.store != nil {
-		if err := b.store.restore(b.srv); err != nil {
-			b.abort()
-			return err
-		}
+	if err := b.store.restore(b.srv); err != nil {
+		b.abort()
+		return err
 	}
 	b.ready.Store(true)
 	b.log.Info("broker ready", "tcp", b.TCPAddr(), "max_connections", b.cfg.MaxConnections)

@@ -27,7 +27,7 @@ const (
 	// DefaultKeepAliveMax is the longest keep-alive granted; clients asking
 	// for more (or for none) are told this value.
 	DefaultKeepAliveMax = 1200 * time.Second
-	// DefaultMaxInflight is the per-client QoS 1 window in each direction.
+	// DefaultMaxInflight is the Receive Maximum announced to clients.
 	DefaultMaxInflight = 32
 	// DefaultMaxQueued is the per-client outbound queue length.
 	DefaultMaxQueued = 64
@@ -98,17 +98,17 @@ type Config struct {
 	// Server Keep Alive); a 3.1.1 client cannot be told and is dropped after
 	// 1.5×KeepAliveMax of silence. Defaults 60 s and 1200 s.
 	KeepAliveMin, KeepAliveMax time.Duration
-	// MaxInflight is the QoS 1 window per client in each direction: the
-	// Receive Maximum announced to clients, and the most unacknowledged
-	// messages sent to one client. Default DefaultMaxInflight.
+	// MaxInflight is the Receive Maximum announced to clients: the most
+	// unacknowledged QoS 1 messages a client may send. Messages to a client
+	// are bounded by the client's own Receive Maximum if it announces one,
+	// and otherwise by MaxQueued. Default DefaultMaxInflight.
 	MaxInflight int
 	// MaxQueued is the per-client outbound queue. When it is full the
-	// client is not keeping up: the message is dropped for that client
-	// (herald_broker_messages_dropped_total{reason="queue_full"}) and the
-	// client is disconnected, so it reconnects and catches up from its
-	// session and the retained final events. QoS 1 messages beyond the
-	// MaxInflight window wait in the session instead of the queue. Default
-	// DefaultMaxQueued.
+	// client is not keeping up: it is disconnected
+	// (herald_broker_messages_dropped_total{reason="queue_full"}). A
+	// persistent session keeps the QoS 1 message that found the queue full,
+	// so the client catches up, in order, when it reconnects; a clean
+	// session loses it. Default DefaultMaxQueued.
 	MaxQueued int
 	// MaxStored bounds the QoS 1 messages kept per session (in flight, or
 	// waiting while the client is offline); further ones are dropped and

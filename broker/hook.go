@@ -70,7 +70,7 @@ func (h *authHook) Provides(b byte) bool {
 	// mochi asks this on every hook dispatch, several times per delivery.
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribe,
-		mqtt.OnSessionEstablished, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnPublishDropped,
+		mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnPublishDropped,
 		mqtt.OnDisconnect, mqtt.OnPacketEncode:
 		return true
 	}
@@ -188,17 +188,6 @@ func (h *authHook) refuse(cl *mqtt.Client, c *conn, r refusal, svc bool, why err
 
 // OnConnectAuthenticate accepts: OnConnect already refused everyone else.
 func (h *authHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
-
-// OnSessionEstablished bounds the QoS 1 messages sent to the client ahead of
-// its acknowledgements (the client's own Receive Maximum, if smaller, wins).
-// Messages beyond the window wait in the session, not in the write queue.
-func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	q := int32(h.b.cfg.MaxInflight)
-	if rm := int32(cl.Properties.Props.ReceiveMaximum); rm > 0 && rm < q {
-		q = rm
-	}
-	cl.State.Inflight.ResetSendQuota(q)
-}
 
 // OnACLCheck is asked for every client publish (write), every subscription
 // filter and every delivery (read). The checks are level by level, never a

@@ -36,10 +36,15 @@ import (
 // queued and committed in batches by one goroutine, so a publish never waits
 // for the disk. A crash can lose the last few milliseconds of changes; Stop
 // (graceful shutdown) flushes everything.
+//
+// The hook also keeps the order of each session's pending messages (see
+// sessionOrder); without a file (memory only) it does only that.
 type store struct {
 	mqtt.HookBase
-	db  *bbolt.DB
-	log *slog.Logger
+	db    *bbolt.DB // nil: memory only
+	log   *slog.Logger
+	srv   *mqtt.Server
+	order *sessionOrder
 
 	mu     sync.RWMutex // guards closed against ops sends
 	closed bool
@@ -75,6 +80,7 @@ type storedMessage struct {
 	Header          packets.FixedHeader       `json:"header"`
 	Origin          string                    `json:"origin,omitempty"`
 	Created         int64                     `json:"created"`
+	Seq             uint64                    `json:"seq,omitempty"` // order within the session
 	Expiry          int64                     `json:"expiry,omitempty"`
 	ProtocolVersion byte                      `json:"protocolVersion"`
 	Properties      storage.MessageProperties `json:"properties"`
@@ -100,9 +106,17 @@ func openStore(path string, log *slog.Logger) (*store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("init broker storage %q: %w", path, err)
 	}
-	s := &store{db: db, log: log, ops: make(chan storeOp, 4096), done: make(chan struct{})}
+	s := newMemoryStore(log)
+	s.db = db
 	go s.writer()
 	return s, nil
+}
+
+// newMemoryStore returns the hook without a file: sessions live as long as
+// the process.
+func newMemoryStore(log *slog.Logger) *store {
+	s := &store{log: log, order: newSessionOrder(), ops: make(chan storeOp, 4096), done: make(chan struct{})}
+	return s
 }
 
 func (s *store) ID() string { return "herald-store" }
@@ -110,8 +124,9 @@ func (s *store) ID() string { return "herald-store" }
 func (s *store) Provides(b byte) bool {
 	// Asked on every hook dispatch: a switch, not a slice search.
 	switch b {
-	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
-		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnRetainMessage,
+	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed,
+		mqtt.OnUnsubscribed, mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
+		mqtt.OnPublishDropped, mqtt.OnRetainMessage,
 		mqtt.OnRetainedExpired, mqtt.OnClientExpired, mqtt.StoredClients, mqtt.StoredSubscriptions:
 		return true
 	}
@@ -128,6 +143,9 @@ func (s *store) Stop() error {
 	s.closed = true
 	close(s.ops)
 	s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
 	<-s.done
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close broker storage: %w", err)
@@ -138,7 +156,7 @@ func (s *store) Stop() error {
 func (s *store) enqueue(op storeOp) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
+	if s.closed || s.db == nil {
 		return
 	}
 	s.ops <- op
@@ -245,13 +263,24 @@ func (s *store) putClient(cl *mqtt.Client) {
 }
 
 func (s *store) deleteClient(id string) {
+	s.order.forget(id)
 	s.del(bucketClients, []byte(id))
 	s.enqueue(storeOp{bucket: bucketSubs, key: clientPrefix(id), prefix: true})
 	s.enqueue(storeOp{bucket: bucketInflight, key: clientPrefix(id), prefix: true})
 }
 
-// OnSessionEstablished stores a persistent session.
+// OnSessionEstablish runs before mochi hands a stored session to the
+// connecting client and resends what it holds: the resend must come out in
+// arrival order.
+func (s *store) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	if !pk.Connect.Clean {
+		s.order.rankForResend(s.srv, cl)
+	}
+}
+
+// OnSessionEstablished stores a persistent session (the resend is over).
 func (s *store) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	s.order.restoreCreated(cl)
 	if persistent(cl) {
 		s.putClient(cl)
 	}
@@ -302,23 +331,44 @@ func (s *store) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 
 // OnQosPublish stores a QoS 1 message sent (or waiting) for a persistent
 // session until the client acknowledges it.
+// mochi reports a resend the same way; it is stored already.
 func (s *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
 	if pk.FixedHeader.Type != packets.Publish || !persistent(cl) {
 		return
 	}
-	s.put(bucketInflight, inflightKey(cl.ID, pk.PacketID), messageOf(cl.ID, pk))
+	seq, isNew := s.order.add(cl.ID, pk.PacketID)
+	if !isNew {
+		return
+	}
+	m := messageOf(cl.ID, pk)
+	m.Seq = seq
+	s.put(bucketInflight, inflightKey(cl.ID, pk.PacketID), m)
 }
 
 // OnQosComplete forgets an acknowledged message.
 func (s *store) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	if persistent(cl) {
+		s.order.remove(cl.ID, pk.PacketID)
 		s.del(bucketInflight, inflightKey(cl.ID, pk.PacketID))
 	}
 }
 
-// OnQosDropped forgets an expired or discarded message.
+// OnQosDropped forgets an expired or discarded message. When a returning
+// client takes a session over, mochi clears the old client's copy of the
+// messages it has just handed over: those stay.
 func (s *store) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	s.OnQosComplete(cl, pk)
+	if !cl.IsTakenOver() {
+		s.OnQosComplete(cl, pk)
+	}
+}
+
+// OnPublishDropped runs when cl's write queue was full: mochi takes the
+// message back out of cl's session, without telling the hooks which one.
+// A persistent session keeps it for cl's return (cl is disconnected).
+func (s *store) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Qos > 0 && persistent(cl) {
+		s.order.keepDropped(cl, pk)
+	}
 }
 
 // OnRetainMessage stores (or, for an empty payload, deletes) a retained
@@ -431,6 +481,7 @@ func (s *store) restore(srv *mqtt.Server) error {
 			return nil
 		}
 		cl.State.Inflight.Set(m.packet())
+		s.order.load(m.Client, m.PacketID, m.Seq)
 		return nil
 	})
 	if err != nil {
@@ -440,6 +491,9 @@ func (s *store) restore(srv *mqtt.Server) error {
 }
 
 func (s *store) scan(bucket []byte, visit func(k, v []byte) error) error {
+	if s.db == nil {
+		return nil
+	}
 	return s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucket).ForEach(visit)
 	})

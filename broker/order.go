@@ -1,0 +1,195 @@
+package broker
+
+import (
+	"bytes"
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// sessionOrder remembers the order in which QoS 1 messages entered each
+// persistent session, so that what a session holds is sent again in that
+// order when its client comes back (after a reconnect or a restart).
+//
+// mochi resends a session's pending messages sorted by the low 16 bits of
+// their creation time in whole seconds, with an unstable sort: messages
+// queued within one second come out shuffled, and the key wraps every
+// 18 hours. The sort cannot be changed from outside, but its keys can:
+// just before mochi hands a stored session to the returning connection,
+// rankForResend rewrites each pending message's creation time to its rank
+// in the true order, and restoreCreated puts the real times back once the
+// resend is written. The ranks lie in one 65,536-second block ahead of
+// now, so nothing looks expired meanwhile.
+//
+// Only persistent sessions are tracked: a clean session never resends.
+type sessionOrder struct {
+	mu      sync.Mutex
+	next    uint64
+	clients map[string]*pendingOrder
+}
+
+// pendingOrder is what sessionOrder knows about one session.
+type pendingOrder struct {
+	seq  map[uint16]uint64 // packet id → order of arrival
+	last uint16            // packet id of the newest message
+	// dropped holds messages mochi took back out of the session when the
+	// client's write queue was full; they are put back at its return.
+	dropped map[uint16]packets.Packet
+	// created holds real creation times, and the ranks standing in for
+	// them, while a resend runs.
+	created map[uint16][2]int64
+}
+
+func newSessionOrder() *sessionOrder {
+	return &sessionOrder{clients: make(map[string]*pendingOrder)}
+}
+
+func (o *sessionOrder) client(id string) *pendingOrder {
+	p := o.clients[id]
+	if p == nil {
+		p = &pendingOrder{seq: make(map[uint16]uint64)}
+		o.clients[id] = p
+	}
+	return p
+}
+
+// add records that packet id entered client's session now. It returns the
+// message's order, and false if the message was already known (mochi
+// reports resent messages the same way as new ones).
+func (o *sessionOrder) add(client string, id uint16) (uint64, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.client(client)
+	if seq, ok := p.seq[id]; ok {
+		return seq, false
+	}
+	o.next++
+	p.seq[id] = o.next
+	p.last = id
+	return o.next, true
+}
+
+// load records a message restored from storage with its stored order.
+func (o *sessionOrder) load(client string, id uint16, seq uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.client(client).seq[id] = seq
+	o.next = max(o.next, seq)
+}
+
+// remove forgets an acknowledged or discarded message.
+func (o *sessionOrder) remove(client string, id uint16) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.clients[client]
+	if p == nil {
+		return
+	}
+	delete(p.seq, id)
+	delete(p.dropped, id)
+	if len(p.seq) == 0 && len(p.created) == 0 {
+		delete(o.clients, client)
+	}
+}
+
+// forget drops everything known about a session that ended.
+func (o *sessionOrder) forget(client string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.clients, client)
+}
+
+// keepDropped is called when mochi could not queue a message for cl and is
+// about to take it out of cl's session. The message is the newest one added
+// for cl (mochi adds it and tries to queue it on the same goroutine); it is
+// kept so that the session still holds it when cl comes back.
+func (o *sessionOrder) keepDropped(cl *mqtt.Client, pk packets.Packet) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.clients[cl.ID]
+	if p == nil {
+		return
+	}
+	m, ok := cl.State.Inflight.Get(p.last)
+	if !ok || m.TopicName != pk.TopicName || !bytes.Equal(m.Payload, pk.Payload) {
+		// Another publish to cl got in between: find the message itself.
+		ok = false
+		for _, c := range cl.State.Inflight.GetAll(false) {
+			if _, known := p.seq[c.PacketID]; known && c.TopicName == pk.TopicName && bytes.Equal(c.Payload, pk.Payload) {
+				m, ok = c, true
+			}
+		}
+	}
+	if !ok {
+		return
+	}
+	if p.dropped == nil {
+		p.dropped = make(map[uint16]packets.Packet)
+	}
+	p.dropped[m.PacketID] = m
+}
+
+// rankForResend prepares the session that cl is about to take over for
+// mochi's resend: messages dropped from it are put back, and the creation
+// times of everything pending become ranks in arrival order.
+func (o *sessionOrder) rankForResend(srv *mqtt.Server, cl *mqtt.Client) {
+	old, ok := srv.Clients.Get(cl.ID)
+	if !ok {
+		return
+	}
+	in := old.State.Inflight
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.clients[cl.ID]
+	if p == nil {
+		return
+	}
+	for id, m := range p.dropped {
+		if _, ok := in.Get(id); !ok {
+			in.Set(m)
+		}
+	}
+	p.dropped = nil
+	all := in.GetAll(false)
+	slices.SortFunc(all, func(a, b packets.Packet) int {
+		sa, sb := p.seq[a.PacketID], p.seq[b.PacketID]
+		if sa != sb {
+			return cmp.Compare(sa, sb)
+		}
+		return cmp.Compare(a.PacketID, b.PacketID)
+	})
+	now := time.Now().Unix()
+	base := (now/65536 + 1) * 65536
+	p.created = make(map[uint16][2]int64, len(all))
+	for i, m := range all {
+		rank := base + int64(i)
+		p.created[m.PacketID] = [2]int64{m.Created, rank}
+		m.Created = rank
+		in.Set(m)
+	}
+}
+
+// restoreCreated gives the messages of cl's session their real creation
+// times back once mochi has resent them.
+func (o *sessionOrder) restoreCreated(cl *mqtt.Client) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.clients[cl.ID]
+	if p == nil || p.created == nil {
+		return
+	}
+	for id, c := range p.created {
+		if m, ok := cl.State.Inflight.Get(id); ok && m.Created == c[1] {
+			m.Created = c[0]
+			cl.State.Inflight.Set(m)
+		}
+	}
+	p.created = nil
+	if len(p.seq) == 0 {
+		delete(o.clients, cl.ID)
+	}
+}

@@ -1,0 +1,258 @@
+package broker
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldgw/herald/topic"
+)
+
+// rawPersistentConnect builds a CONNECT that keeps the session: clean
+// session off for 3.1.1, clean start off and a session expiry for MQTT 5.
+func rawPersistentConnect(version byte, clientID, user, pass string) []byte {
+	body := mqttString(nil, "MQTT")
+	body = append(body, version, 0xC0)
+	body = binary.BigEndian.AppendUint16(body, 60)
+	if version == 5 {
+		body = append(body, 5, 0x11, 0, 0, 0x0e, 0x10) // session expiry 3600 s
+	}
+	body = mqttString(body, clientID)
+	body = mqttString(body, user)
+	body = mqttString(body, pass)
+	return packet(0x10, body)
+}
+
+// rawPublish is a PUBLISH as a raw client received it.
+type rawPublish struct {
+	dup     bool
+	qos     byte
+	id      uint16
+	topic   string
+	payload string
+}
+
+// readPublish reads the next packet, which must be a PUBLISH.
+func (s *rawSession) readPublish(t *testing.T, version byte) rawPublish {
+	t.Helper()
+	h, body := s.read(t)
+	if h&0xf0 != 0x30 {
+		t.Fatalf("got packet %#x %x, want PUBLISH", h, body)
+	}
+	p := rawPublish{dup: h&0x08 != 0, qos: (h >> 1) & 3}
+	n := int(binary.BigEndian.Uint16(body))
+	p.topic, body = string(body[2:2+n]), body[2+n:]
+	if p.qos > 0 {
+		p.id, body = binary.BigEndian.Uint16(body), body[2:]
+	}
+	if version == 5 {
+		plen, used := 0, 0
+		for mult := 1; ; mult *= 128 {
+			c := body[used]
+			used++
+			plen += int(c&0x7f) * mult
+			if c&0x80 == 0 {
+				break
+			}
+		}
+		body = body[used+plen:]
+	}
+	p.payload = string(body)
+	return p
+}
+
+// silent fails if any packet arrives within d or the connection closes.
+func (s *rawSession) silent(t *testing.T, d time.Duration) {
+	t.Helper()
+	_ = s.c.SetReadDeadline(time.Now().Add(d))
+	h, body, err := readPacket(s.r)
+	var ne net.Error
+	switch {
+	case err == nil:
+		t.Fatalf("unexpected packet %#x %x", h, body)
+	case !errors.As(err, &ne) || !ne.Timeout():
+		t.Fatalf("connection ended: %v", err)
+	}
+}
+
+func (s *rawSession) puback(t *testing.T, id uint16) {
+	t.Helper()
+	s.send(t, []byte{0x40, 0x02, byte(id >> 8), byte(id)})
+}
+
+// publishNumbered publishes payloads "0".."n-1" QoS 1 to name, one after
+// the other, as the HTTP API does for consecutive requests.
+func publishNumbered(t *testing.T, tb *testBroker, name string, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		if err := tb.Publish(context.Background(), name, []byte(strconv.Itoa(i)), PublishOptions{QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkOrder fails unless got is from, from+1, ….
+func checkOrder(t *testing.T, got []string, from int) {
+	t.Helper()
+	for i, g := range got {
+		if g != strconv.Itoa(from+i) {
+			t.Fatalf("received out of order: %v (want %d, %d, …)", got, from, from+1)
+		}
+	}
+}
+
+// Events queued for an offline persistent session are delivered in the
+// order they were published, over both protocol versions, with and without
+// a restart in between — and so are events the client received but had not
+// acknowledged when it went away.
+func TestOfflineQueueOrder(t *testing.T) {
+	const n = 20
+	for _, version := range []byte{4, 5} {
+		for _, restart := range []bool{false, true} {
+			t.Run(fmt.Sprintf("v%d/restart=%v", version, restart), func(t *testing.T) {
+				dir := t.TempDir()
+				tb := startBroker(t, Config{DataDir: dir})
+				s := mint(t, tb, "demo")
+				name := topic.Events("demo", s.Channel)
+
+				rs := newRaw(dialTCP(t, tb))
+				rs.send(t, rawPersistentConnect(version, s.Channel, "demo", s.Token))
+				rs.read(t)
+				rs.send(t, rawSubscribe(version, 1, topic.ChannelFilter("demo", s.Channel)))
+				rs.read(t)
+				// Received but never acknowledged: these come again first.
+				publishNumbered(t, tb, name, 0, 5)
+				for range 5 {
+					rs.readPublish(t, version)
+				}
+				_ = rs.c.Close()
+				waitFor(t, "client gone", func() bool { return tb.Clients() == 0 })
+				publishNumbered(t, tb, name, 5, n)
+				if restart {
+					tb.stop()
+					tb = startBroker(t, Config{DataDir: dir})
+				}
+
+				rs = newRaw(dialTCP(t, tb))
+				rs.send(t, rawPersistentConnect(version, s.Channel, "demo", s.Token))
+				if h, body := rs.read(t); h != 0x20 || body[0] != 1 {
+					t.Fatalf("CONNACK %#x %x, want session present", h, body)
+				}
+				var got []string
+				for range 5 + n {
+					p := rs.readPublish(t, version)
+					got = append(got, p.payload)
+					rs.puback(t, p.id)
+				}
+				checkOrder(t, got, 0)
+				// Live events follow the queued ones.
+				publishNumbered(t, tb, name, 5+n, 3)
+				got = got[:0]
+				for range 3 {
+					p := rs.readPublish(t, version)
+					got = append(got, p.payload)
+					rs.puback(t, p.id)
+				}
+				checkOrder(t, got, 5+n)
+			})
+		}
+	}
+}
+
+// A browser (MQTT 5, paho) that goes away and comes back gets its queued
+// events in order.
+func TestOfflineQueueOrderPaho(t *testing.T) {
+	tb := startBroker(t, Config{DataDir: t.TempDir()})
+	s := mint(t, tb, "demo")
+	mc := mustConnect(t, dialWS(t, tb, demoOrigin), s.Channel, "demo", s.Token, withSession(3600))
+	mc.subscribe(t, topic.ChannelFilter("demo", s.Channel))
+	if err := mc.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "client gone", func() bool { return tb.Clients() == 0 })
+	publishNumbered(t, tb, topic.Events("demo", s.Channel), 0, 20)
+	mc = mustConnect(t, dialWS(t, tb, demoOrigin), s.Channel, "demo", s.Token, withSession(3600))
+	var got []string
+	for range 20 {
+		got = append(got, string(mc.next(t, 5*time.Second).Payload))
+	}
+	checkOrder(t, got, 0)
+}
+
+// A burst larger than the in-flight window reaches a connected client in
+// order, each message once.
+func TestLiveBurstOrder(t *testing.T) {
+	for _, version := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			tb := startBroker(t, Config{DataDir: t.TempDir(), MaxInflight: 4, MaxQueued: 512})
+			s := mint(t, tb, "demo")
+			rs := newRaw(dialTCP(t, tb))
+			rs.send(t, rawPersistentConnect(version, s.Channel, "demo", s.Token))
+			rs.read(t)
+			rs.send(t, rawSubscribe(version, 1, topic.ChannelFilter("demo", s.Channel)))
+			rs.read(t)
+			const n = 100
+			publishNumbered(t, tb, topic.Events("demo", s.Channel), 0, n)
+			var got []string
+			for range n {
+				p := rs.readPublish(t, version)
+				got = append(got, p.payload)
+				rs.puback(t, p.id)
+			}
+			checkOrder(t, got, 0)
+			rs.silent(t, 300*time.Millisecond)
+		})
+	}
+}
+
+// A persistent session whose client stops reading loses nothing: the client
+// is disconnected when its write queue is full, and on its return it gets
+// every message, the one that found the queue full included, in order.
+func TestSlowPersistentConsumerLosesNothing(t *testing.T) {
+	tb := startBroker(t, Config{DataDir: t.TempDir(), MaxQueued: 4, Metrics: prometheus.NewRegistry()})
+	s := mint(t, tb, "demo")
+	nc := dialTCP(t, tb)
+	_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+	rs := newRaw(nc)
+	rs.send(t, rawPersistentConnect(4, s.Channel, "demo", s.Token))
+	rs.read(t)
+	rs.send(t, rawSubscribe(4, 1, topic.ChannelFilter("demo", s.Channel)))
+	rs.read(t)
+	// From here on the client reads nothing.
+	name := topic.Events("demo", s.Channel)
+	pad := strings.Repeat("x", 100<<10)
+	n := 0
+	for ; n < 200 && counterValue(t, tb.metrics.dropped.WithLabelValues("queue_full")) == 0; n++ {
+		if err := tb.Publish(context.Background(), name, []byte(strconv.Itoa(n)+pad), PublishOptions{QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if counterValue(t, tb.metrics.dropped.WithLabelValues("queue_full")) == 0 {
+		t.Fatal("the write queue never filled")
+	}
+	waitFor(t, "slow client disconnected", func() bool { return tb.Clients() == 0 })
+	_ = nc.Close()
+
+	rs = newRaw(dialTCP(t, tb))
+	rs.send(t, rawPersistentConnect(4, s.Channel, "demo", s.Token))
+	if h, body := rs.read(t); h != 0x20 || body[0] != 1 {
+		t.Fatalf("CONNACK %#x %x, want session present", h, body)
+	}
+	var got []string
+	for range n {
+		p := rs.readPublish(t, 4)
+		got = append(got, strings.TrimSuffix(p.payload, pad))
+		rs.puback(t, p.id)
+	}
+	checkOrder(t, got, 0)
+	rs.silent(t, 300*time.Millisecond)
+}
