@@ -65,8 +65,9 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	mux     *http.ServeMux
+	mux     *routeMux
 	metrics *metrics
+	openapi []byte
 	now     func() time.Time
 
 	mu          sync.Mutex
@@ -95,8 +96,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	doc, err := openAPIJSON()
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: m, now: cfg.Now,
+		cfg: cfg, log: cfg.Logger, mux: &routeMux{ServeMux: http.NewServeMux()}, metrics: m, now: cfg.Now, openapi: doc,
 		appLimiters: map[string]*rate.Limiter{},
 		ipLimiters:  newIPLimiter(rate.Limit(cfg.SessionsPerMinutePerIP/60), int(cfg.SessionsPerMinutePerIP/2)+1),
 	}
@@ -112,6 +117,7 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /v1/events", s.api("events", s.handleEvents))
 	s.mux.Handle("POST /v1/uploads", s.api("uploads", s.handleUploads))
 	s.mux.Handle("POST /v1/jobs", s.api("jobs", s.handleJobs))
+	s.mux.Handle("GET /v1/openapi.json", s.api("openapi", s.handleOpenAPI))
 	s.mux.Handle("/v1/", s.api("unknown", func(w http.ResponseWriter, r *http.Request) error {
 		return apiError(CodeNotFound, nil, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
+	"github.com/pb33f/libopenapi-validator/config"
+	validatorErrors "github.com/pb33f/libopenapi-validator/errors"
+
+	"github.com/heraldgw/herald/web"
+)
+
+// apiCase is one real request to a running gateway. wantValid says whether
+// the request itself conforms to the document (requests built to be refused
+// do not); the response must conform either way.
+type apiCase struct {
+	name       string
+	method     string
+	path       string
+	bearer     string
+	header     map[string]string
+	body       string
+	wantStatus int
+	wantValid  bool
+}
+
+// TestOpenAPIMatchesGateway sends real requests to a whole gateway and checks
+// every request and response against web/openapi.yaml with
+// libopenapi-validator. The document's objects are closed
+// (additionalProperties: false), so a field the server sends that the
+// document does not declare fails here. Routes added to /v1 get cases here.
+func TestOpenAPIMatchesGateway(t *testing.T) {
+	doc, err := libopenapi.NewDocument(web.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, errs := validator.NewValidator(doc, config.WithFormatAssertions())
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	g := startGateway(t, t.TempDir())
+	s := g.newSession(t)
+	png := genPNG(t, 64, 48)
+	jobID, channel := uploadFile(t, g.base, "pic.png", "image/png", png)
+	uploaded := fmt.Sprintf("uploads/demo/%s/%s/pic.png", channel, jobID)
+	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+	cases := []apiCase{
+		{"session anonymous", "POST", "/v1/sessions", "", nil, `{"app":"demo"}`, 201, true},
+		{"session with key", "POST", "/v1/sessions", testAPIKey, nil, `{"app":"demo"}`, 201, true},
+		{"session unknown field", "POST", "/v1/sessions", "", nil, `{"app":"demo","x":1}`, 400, false},
+		{"session malformed", "POST", "/v1/sessions", "", nil, `{"app":`, 400, false},
+		{"session unknown app", "POST", "/v1/sessions", "", nil, `{"app":"nope"}`, 404, true},
+		{"session wrong key", "POST", "/v1/sessions", "wrong-key", nil, `{"app":"demo"}`, 401, true},
+		{"session foreign origin", "POST", "/v1/sessions", "", map[string]string{"Origin": "https://evil.example"}, `{"app":"demo"}`, 403, true},
+		{"session not json", "POST", "/v1/sessions", "", map[string]string{"Content-Type": "text/plain"}, `app=demo`, 415, false},
+		{"event x", "POST", "/v1/events", testAPIKey, nil, js(map[string]any{"v": 1, "type": "x.hello", "id": "evt_oa1", "channel": s.Channel, "seq": 1, "data": map[string]int{"hi": 1}}), 202, true},
+		{"event job", "POST", "/v1/events", testAPIKey, nil, js(map[string]any{"v": 1, "type": "job.completed", "id": "evt_oa2", "jobId": "j1", "channel": s.Channel, "seq": 3, "time": "2026-11-23T18:00:00Z",
+			"outputs": []map[string]any{{"name": "report", "key": "converted/demo/x/j1/report.pdf", "contentType": "application/pdf", "bytes": 52311}}}), 202, true},
+		{"event unknown field", "POST", "/v1/events", testAPIKey, nil, js(map[string]any{"v": 1, "type": "x.hello", "id": "evt_oa3", "channel": s.Channel, "color": "red"}), 400, false},
+		{"event bad type", "POST", "/v1/events", testAPIKey, nil, js(map[string]any{"v": 1, "type": "hello", "id": "evt_oa4", "channel": s.Channel}), 400, false},
+		{"event no key", "POST", "/v1/events", "", nil, js(map[string]any{"v": 1, "type": "x.hello", "id": "evt_oa5", "channel": s.Channel}), 401, false},
+		{"upload", "POST", "/v1/uploads", s.Token, nil, `{"filename":"photo.tif","contentType":"image/tiff","size":1534020}`, 201, true},
+		{"upload empty size", "POST", "/v1/uploads", s.Token, nil, `{"filename":"photo.tif","size":0}`, 400, false},
+		{"upload too large", "POST", "/v1/uploads", s.Token, nil, `{"filename":"big.tif","size":1099511627776}`, 413, true},
+		{"upload bad token", "POST", "/v1/uploads", "not-a-token", nil, `{"filename":"photo.tif","size":10}`, 401, true},
+		{"job", "POST", "/v1/jobs", testAPIKey, nil, js(map[string]string{"channel": channel, "bucket": "herald", "key": uploaded}), 202, true},
+		{"job missing object", "POST", "/v1/jobs", testAPIKey, nil, js(map[string]string{"channel": channel, "bucket": "herald", "key": "uploads/demo/x/y/none.png"}), 404, true},
+		{"job foreign app", "POST", "/v1/jobs", testAPIKey, nil, js(map[string]string{"channel": channel, "bucket": "herald", "key": "uploads/other/x/y/a.png"}), 403, true},
+		{"job other bucket", "POST", "/v1/jobs", testAPIKey, nil, js(map[string]string{"channel": channel, "bucket": "elsewhere", "key": "a.png"}), 403, true},
+		{"openapi", "GET", "/v1/openapi.json", "", nil, "", 200, true},
+		{"healthz", "GET", "/healthz", "", nil, "", 200, true},
+		{"readyz", "GET", "/readyz", "", nil, "", 200, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { checkAPICase(t, v, g.base, tc) })
+	}
+	// Anonymous minting from one address is limited: the 429 conforms too.
+	t.Run("session rate limited", func(t *testing.T) {
+		tc := apiCase{"", "POST", "/v1/sessions", "", nil, `{"app":"demo"}`, 429, true}
+		for i := 0; i < 100; i++ {
+			if resp, _ := sendAPICase(t, g.base, tc); resp.StatusCode == http.StatusTooManyRequests {
+				checkAPICase(t, v, g.base, tc)
+				return
+			}
+		}
+		t.Fatal("no 429 after 100 anonymous sessions")
+	})
+}
+
+func sendAPICase(t *testing.T, base string, tc apiCase) (*http.Response, *http.Request) {
+	t.Helper()
+	req, err := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if tc.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+tc.bearer)
+	}
+	for k, v := range tc.header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	// The validator reads the request body again.
+	req.Body = io.NopCloser(strings.NewReader(tc.body))
+	return resp, req
+}
+
+func checkAPICase(t *testing.T, v validator.Validator, base string, tc apiCase) {
+	t.Helper()
+	resp, req := sendAPICase(t, base, tc)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if resp.StatusCode != tc.wantStatus {
+		t.Fatalf("%s %s: status %d, want %d: %s", tc.method, tc.path, resp.StatusCode, tc.wantStatus, body)
+	}
+	ok, verrs := v.ValidateHttpRequest(req)
+	if ok != tc.wantValid {
+		t.Errorf("request valid = %v, want %v: %s", ok, tc.wantValid, describe(verrs))
+	}
+	req.Body = io.NopCloser(strings.NewReader(tc.body))
+	if ok, verrs := v.ValidateHttpResponse(req, resp); !ok {
+		t.Errorf("response %d %s does not conform: %s", resp.StatusCode, body, describe(verrs))
+	}
+}
+
+func describe(errs []*validatorErrors.ValidationError) string {
+	var b strings.Builder
+	for _, e := range errs {
+		fmt.Fprintf(&b, "\n  %s: %s", e.Message, e.Reason)
+		for _, se := range e.SchemaValidationErrors {
+			fmt.Fprintf(&b, "\n    %s at %s", se.Reason, se.FieldPath)
+		}
+	}
+	return b.String()
+}
