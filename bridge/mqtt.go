@@ -22,9 +22,9 @@ import (
 
 // Defaults for zero MQTTConfig fields.
 const (
-	// DefaultMaxQueued bounds the events waiting for the broker per
+	// DefaultOutboxMax bounds the events waiting for the broker per
 	// connection. At ~1 KB per event that is ~100 MB of disk at most.
-	DefaultMaxQueued = 100_000
+	DefaultOutboxMax = 100_000
 	// DefaultMaxInflight is the unacknowledged QoS 1 window per connection;
 	// also AWS IoT Core's limit, which refuses more.
 	DefaultMaxInflight = 100
@@ -66,9 +66,9 @@ type MQTTConfig struct {
 	// or when this process restarts. Each connection uses QueueDir/{i}.
 	// Empty keeps the queue in memory (lost on exit).
 	QueueDir string
-	// MaxQueued bounds the queue per connection; Publish then fails with
-	// ErrQueueFull. Default DefaultMaxQueued.
-	MaxQueued int
+	// OutboxMax bounds the queue per connection; Publish then fails with
+	// ErrQueueFull. Default DefaultOutboxMax.
+	OutboxMax int
 	// Connections is how many connections share the load. Events of one
 	// channel always use the same connection (hash of app/channel), so
 	// their order is kept. AWS IoT Core allows 100 publishes/s per
@@ -119,8 +119,8 @@ func (c MQTTConfig) withDefaults() (MQTTConfig, *url.URL, error) {
 	if c.ClientID == "" {
 		return c, nil, bad("client id is required")
 	}
-	if c.MaxQueued <= 0 {
-		c.MaxQueued = DefaultMaxQueued
+	if c.OutboxMax <= 0 {
+		c.OutboxMax = DefaultOutboxMax
 	}
 	if c.Connections <= 0 {
 		c.Connections = 1
@@ -203,7 +203,7 @@ func NewMQTT(ctx context.Context, cfg MQTTConfig) (*MQTT, error) {
 		if cfg.QueueDir != "" {
 			dir = filepath.Join(cfg.QueueDir, strconv.Itoa(i+1))
 		}
-		ob, err := openOutbox(dir, cfg.MaxQueued)
+		ob, err := openOutbox(dir, cfg.OutboxMax)
 		if err != nil {
 			return nil, err
 		}

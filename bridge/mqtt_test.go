@@ -246,7 +246,7 @@ func TestMQTTRefusesBadTLSAndPassword(t *testing.T) {
 func TestMQTTQueueFull(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	// Nothing listens on port 9 of loopback (discard; closed here).
-	b := startBridge(t, bridge.MQTTConfig{URL: "mqtt://127.0.0.1:9", MaxQueued: 5, Metrics: reg})
+	b := startBridge(t, bridge.MQTTConfig{URL: "mqtt://127.0.0.1:9", OutboxMax: 5, Metrics: reg})
 	ch := newChannel(t)
 	for i := int64(1); i <= 5; i++ {
 		if err := b.Publish(context.Background(), progress(ch, i)); err != nil {
@@ -255,7 +255,7 @@ func TestMQTTQueueFull(t *testing.T) {
 	}
 	err := b.Publish(context.Background(), progress(ch, 6))
 	if !errors.Is(err, bridge.ErrQueueFull) {
-		t.Fatalf("Publish beyond MaxQueued: got %v, want ErrQueueFull", err)
+		t.Fatalf("Publish beyond OutboxMax: got %v, want ErrQueueFull", err)
 	}
 	mfs, _ := reg.Gather()
 	var full float64

@@ -14,7 +14,7 @@ import (
 
 // ErrQueueFull is returned (wrapped) by MQTT.Publish when the outbound queue
 // of the connection that carries the event's channel already holds
-// MQTTConfig.MaxQueued messages: the broker has been unreachable (or slow)
+// MQTTConfig.OutboxMax messages: the broker has been unreachable (or slow)
 // for long enough that accepting more would grow without bound.
 var ErrQueueFull = errors.New("bridge: outbound queue full")
 

@@ -20,6 +20,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"gopkg.in/yaml.v3"
 
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/localaws"
 )
 
@@ -39,10 +40,10 @@ func TestSetupScriptAgainstLocalaws(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := srv.Start(ctx); err != nil {
+	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	testkit.Go(t, srv.Run)
 
 	cmd := exec.CommandContext(ctx, "sh", "aws-setup.sh")
 	cmd.Env = append(os.Environ(), "AWS="+awsCLI, "ENDPOINT="+srv.URL(), "BUCKET=setup-test", "QUEUE=setup-events",

@@ -1,10 +1,11 @@
 package localaws
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // A wildcard bind must still hand out a URL that clients (and browsers, in
@@ -17,16 +18,14 @@ func TestWildcardBindURLIsReachable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.addr, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
 			srv, err := New(Config{Addr: tc.addr, DataDir: t.TempDir(), Logger: quietLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := srv.Start(ctx); err != nil {
+			if err := srv.Listen(); err != nil {
 				t.Fatal(err)
 			}
-			defer srv.Close()
+			testkit.Go(t, srv.Run)
 			got := srv.URL()
 			if !strings.HasPrefix(got, tc.wantPrefix) {
 				t.Fatalf("URL() = %q, want prefix %q", got, tc.wantPrefix)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // benchServer starts localaws on a real loopback listener.
@@ -18,14 +20,10 @@ func benchServer(b *testing.B) *s3.Client {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(func() {
-		cancel()
-		srv.Close()
-	})
-	if err := srv.Start(ctx); err != nil {
+	if err := srv.Listen(); err != nil {
 		b.Fatal(err)
 	}
+	testkit.Go(b, srv.Run)
 	return s3Client(srv.URL(), "test", "test", nil)
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // cliAWS is the Debian awscli v2; a different `aws` may come first on PATH.
@@ -23,18 +25,14 @@ func TestAWSCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer func() {
-		cancel()
-		srv.Close()
-	}()
-	if err := srv.Start(ctx); err != nil {
+	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
+	testkit.Go(t, srv.Run)
 	work := t.TempDir()
 	run := func(args ...string) string {
 		t.Helper()
-		cctx, ccancel := context.WithTimeout(ctx, 60*time.Second)
+		cctx, ccancel := context.WithTimeout(t.Context(), 60*time.Second)
 		defer ccancel()
 		cmd := exec.CommandContext(cctx, cliAWS, append([]string{"--endpoint-url", srv.URL()}, args...)...)
 		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_DEFAULT_REGION=us-east-1",

@@ -46,13 +46,15 @@ func runCrashChild(dir string) int {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
-	if err := srv.Start(ctx); err != nil {
+	if err := srv.Listen(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	fmt.Println(srv.URL())
-	<-ctx.Done()
-	_ = srv.Close()
+	if err := srv.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return 0
 }
 

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldgw/herald/internal/lifecycle"
 	"github.com/heraldgw/herald/localaws/s3"
 	"github.com/heraldgw/herald/localaws/sigv4"
 	"github.com/heraldgw/herald/localaws/sqs"
@@ -106,12 +107,13 @@ type Server struct {
 	sqs      *sqs.Service
 	handler  http.Handler
 
+	once lifecycle.Once
+
 	mu       sync.Mutex
 	url      string
+	ln       net.Listener
 	bgCancel context.CancelFunc
 	bgDone   sync.WaitGroup
-	httpSrv  *http.Server
-	serveErr chan error
 	closed   bool
 }
 
@@ -204,13 +206,13 @@ func (s *Server) SQS() *sqs.Service { return s.sqs }
 
 // Handler returns the routed, authenticating handler, e.g. for httptest.
 // The first call starts the background work (notification redelivery,
-// message expiry), which Close stops.
+// message expiry), which Close (or the end of Run) stops.
 func (s *Server) Handler() http.Handler {
 	s.startBackground()
 	return s.handler
 }
 
-// SetBaseURL sets the scheme://host:port used in queue URLs; Start sets it
+// SetBaseURL sets the scheme://host:port used in queue URLs; Listen sets it
 // to the bound address, httptest users set it to the test server's URL.
 func (s *Server) SetBaseURL(u string) {
 	s.mu.Lock()
@@ -220,7 +222,7 @@ func (s *Server) SetBaseURL(u string) {
 }
 
 // URL returns http://host:port of the server (the bound address after
-// Start).
+// Listen).
 func (s *Server) URL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -246,29 +248,22 @@ func (s *Server) startBackground() {
 	}
 }
 
-// Start listens on Addr and serves in the background until ctx is done or
-// Close is called.
-func (s *Server) Start(ctx context.Context) error {
+// Listen binds Config.Addr, so that URL reports the bound address (port 0
+// picks a free one) before Run starts serving; Run listens itself if
+// Listen was not called.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return nil
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("localaws: listen %s: %w", s.cfg.Addr, err)
 	}
-	s.SetBaseURL("http://" + reachableAddr(ln.Addr()))
-	h := s.Handler()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}
-	s.mu.Lock()
-	s.httpSrv = srv
-	s.serveErr = make(chan error, 1)
-	s.mu.Unlock()
-	go func() {
-		err := srv.Serve(ln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		s.serveErr <- err
-	}()
-	context.AfterFunc(ctx, func() { s.shutdown() })
-	s.log.Info("localaws listening", "url", s.URL(), "bucket", s.cfg.Bucket, "queue", s.cfg.Queue)
+	s.ln = ln
+	s.url = "http://" + reachableAddr(ln.Addr())
+	s.sqs.SetBaseURL(s.url)
 	return nil
 }
 
@@ -284,47 +279,44 @@ func reachableAddr(a net.Addr) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(t.Port))
 }
 
-// Run serves until ctx is done, then shuts down gracefully and closes the
-// stores.
+// Run serves until ctx ends, then lets requests in flight finish (up to
+// 10 s), stops the background work and closes the stores. Run may be
+// called once.
 func (s *Server) Run(ctx context.Context) error {
-	if err := s.Start(ctx); err != nil {
+	if err := s.once.Start("localaws"); err != nil {
 		return err
 	}
+	if err := s.Listen(); err != nil {
+		return errors.Join(err, s.Close())
+	}
 	s.mu.Lock()
-	errc := s.serveErr
+	ln := s.ln
 	s.mu.Unlock()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("localaws listening", "url", s.URL(), "bucket", s.cfg.Bucket, "queue", s.cfg.Queue)
 	var err error
 	select {
 	case <-ctx.Done():
-		s.shutdown()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if serr := srv.Shutdown(sctx); serr != nil {
+			_ = srv.Close()
+		}
+		cancel()
 		err = <-errc
 	case err = <-errc:
 	}
-	if cerr := s.Close(); err == nil {
-		err = cerr
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
 	}
-	return err
+	return errors.Join(err, s.Close())
 }
 
-// shutdown stops the HTTP server, letting requests in flight finish (up
-// to 10 s).
-func (s *Server) shutdown() {
-	s.mu.Lock()
-	srv := s.httpSrv
-	s.mu.Unlock()
-	if srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		_ = srv.Close()
-	}
-}
-
-// Close stops serving and background work and closes both stores.
+// Close stops the background work and closes both stores (and a listener
+// that Listen bound but Run never served). Run does this itself at its end;
+// Close is for a Server used through Handler, or never run.
 func (s *Server) Close() error {
-	s.shutdown()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -332,9 +324,13 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	cancel := s.bgCancel
+	ln := s.ln
 	s.mu.Unlock()
 	if cancel != nil {
 		cancel()
+	}
+	if ln != nil {
+		_ = ln.Close() // Run's server has closed it already; harmless
 	}
 	s.bgDone.Wait()
 	return errors.Join(s.s3.Close(), s.sqs.Close())

@@ -27,6 +27,7 @@ import (
 	"github.com/heraldgw/herald/bridge"
 	"github.com/heraldgw/herald/broker"
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/localaws"
 	"github.com/heraldgw/herald/processor/convert"
@@ -80,10 +81,10 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(ctx); err != nil {
+	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Close() })
+	testkit.Go(t, srv.Run)
 	ac := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), BaseEndpoint: aws.String(srv.URL())}
 	e := &env{aws: srv, logs: logs}
 	e.s3 = s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = true })

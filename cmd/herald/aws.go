@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -27,50 +28,47 @@ type awsClients struct {
 	Endpoint string // localaws URL in local mode, "" on AWS
 }
 
-// startAWS returns the SDK clients. In local mode a process with the web role
-// hosts localaws itself (unless aws.localawsEmbed is false); other processes
-// reach the one at the configured address.
-func startAWS(ctx context.Context, cfg *Config, p *parts, origins []string, log *slog.Logger) (*awsClients, error) {
+// awsClients returns the SDK clients. In local mode a process with the web
+// role hosts localaws itself (unless aws.localawsEmbed is false); other
+// processes reach the one at the configured address.
+func (g *gateway) awsClients(ctx context.Context) (*awsClients, error) {
+	cfg := g.cfg.AWS
 	var ac aws.Config
-	out := &awsClients{Bucket: cfg.AWS.Bucket}
-	if cfg.AWS.Mode == "aws" {
+	out := &awsClients{Bucket: cfg.Bucket}
+	if cfg.Mode == AWSReal {
 		var err error
-		ac, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.AWS.Region))
+		ac, err = awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.Region))
 		if err != nil {
 			return nil, fmt.Errorf("aws config: %w", err)
 		}
 	} else {
-		out.Endpoint = "http://" + cfg.AWS.LocalAddr
-		if cfg.has("web") && *cfg.AWS.LocalEmbed {
-			srv, err := localaws.New(cfg.localaws(origins, log.With("part", "localaws")))
+		out.Endpoint = "http://" + cfg.LocalawsAddr
+		if g.cfg.has(RoleWeb) && *cfg.LocalawsEmbed {
+			srv, err := localaws.New(g.cfg.localaws(g.origins, g.log.With("part", "localaws")))
 			if err != nil {
 				return nil, err
 			}
-			if err := srv.Start(ctx); err != nil {
-				_ = srv.Close()
-				return nil, err
+			if err := srv.Listen(); err != nil {
+				return nil, errors.Join(err, srv.Close())
 			}
-			p.run(ctx, "localaws", log, func(ctx context.Context) error {
-				<-ctx.Done()
-				return srv.Close()
-			})
+			g.run(ctx, "localaws", srv.Run)
 			out.Endpoint = srv.URL()
 		}
 		ac = aws.Config{
-			Region:       cfg.AWS.Region,
-			Credentials:  credentials.NewStaticCredentialsProvider(cfg.AWS.AccessKey, cfg.AWS.SecretKey, ""),
+			Region:       cfg.Region,
+			Credentials:  credentials.NewStaticCredentialsProvider(cfg.LocalawsAccessKey, cfg.LocalawsSecretKey, ""),
 			BaseEndpoint: aws.String(out.Endpoint),
 		}
 	}
-	out.S3 = s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = cfg.AWS.Mode == "local" })
+	out.S3 = s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = cfg.Mode == AWSLocal })
 	out.SQS = sqs.NewFromConfig(ac)
-	if strings.HasPrefix(cfg.AWS.Queue, "https://") || strings.HasPrefix(cfg.AWS.Queue, "http://") {
-		out.QueueURL = cfg.AWS.Queue
+	if strings.HasPrefix(cfg.Queue, "https://") || strings.HasPrefix(cfg.Queue, "http://") {
+		out.QueueURL = cfg.Queue
 		return out, nil
 	}
-	res, err := out.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.AWS.Queue)})
+	res, err := out.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.Queue)})
 	if err != nil {
-		return nil, fmt.Errorf("queue %q: %w", cfg.AWS.Queue, err)
+		return nil, fmt.Errorf("queue %q: %w", cfg.Queue, err)
 	}
 	out.QueueURL = aws.ToString(res.QueueUrl)
 	return out, nil
@@ -79,8 +77,8 @@ func startAWS(ctx context.Context, cfg *Config, p *parts, origins []string, log 
 // localaws is the localaws configuration this gateway's settings imply.
 func (c *Config) localaws(origins []string, log *slog.Logger) localaws.Config {
 	return localaws.Config{
-		Addr: c.AWS.LocalAddr, DataDir: filepath.Join(c.DataDir, "localaws"), Region: c.AWS.Region,
-		AccessKey: c.AWS.AccessKey, SecretKey: c.AWS.SecretKey, Bucket: c.AWS.Bucket,
+		Addr: c.AWS.LocalawsAddr, DataDir: filepath.Join(c.DataDir, "localaws"), Region: c.AWS.Region,
+		AccessKey: c.AWS.LocalawsAccessKey, SecretKey: c.AWS.LocalawsSecretKey, Bucket: c.AWS.Bucket,
 		Queue: queueName(c.AWS.Queue), CORSOrigins: origins, Notify: notifyRules(), Logger: log,
 	}
 }

@@ -3,18 +3,14 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/heraldgw/herald/processor/convert"
 	"github.com/heraldgw/herald/tenant"
@@ -23,20 +19,20 @@ import (
 // Config is herald.yaml. Every field has a default that runs everything
 // locally; HERALD_* variables override the file and flags override both.
 type Config struct {
-	HTTPAddr string   `yaml:"httpAddr"` // HERALD_HTTP_ADDR, --http-addr; default ":8080"
-	MQTTAddr string   `yaml:"mqttAddr"` // HERALD_MQTT_ADDR, --mqtt-addr; default off
-	DataDir  string   `yaml:"dataDir"`  // HERALD_DATA_DIR, --data-dir; default "./data"
-	Roles    []string `yaml:"roles"`    // HERALD_ROLES, --roles; default broker,web,processor
+	HTTPAddr string `yaml:"httpAddr"` // HERALD_HTTP_ADDR, --http-addr; default ":8080"
+	MQTTAddr string `yaml:"mqttAddr"` // HERALD_MQTT_ADDR, --mqtt-addr; default off
+	DataDir  string `yaml:"dataDir"`  // HERALD_DATA_DIR, --data-dir; default "./data"
+	Roles    []Role `yaml:"roles"`    // HERALD_ROLES, --roles; default broker,web,processor
 	// PublicURL is the base URL browsers reach the gateway at
 	// ("https://herald.example.com"); empty derives it from each request.
-	PublicURL string    `yaml:"publicURL"`
-	Log       LogConfig `yaml:"log"`
-	Broker    BrokerCfg `yaml:"broker"`
-	AWS       AWSConfig `yaml:"aws"`
+	PublicURL string       `yaml:"publicURL"`
+	Log       LogConfig    `yaml:"log"`
+	Broker    BrokerConfig `yaml:"broker"`
+	AWS       AWSConfig    `yaml:"aws"`
 	// Apps are the tenants. Empty means one "demo" app that allows anonymous
 	// sessions from the gateway's own origin.
-	Apps      []tenant.App `yaml:"apps"`
-	Processor ProcessorCfg `yaml:"processor"`
+	Apps      []tenant.App    `yaml:"apps"`
+	Processor ProcessorConfig `yaml:"processor"`
 	// ShutdownTimeout bounds graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 }
@@ -47,18 +43,52 @@ type LogConfig struct {
 	Format string `yaml:"format"` // HERALD_LOG_FORMAT: text|json; default text
 }
 
-// BrokerCfg selects and tunes the broker.
-type BrokerCfg struct {
-	Mode string `yaml:"mode"` // HERALD_BROKER_MODE: embedded|mqtt|iot-core; default embedded
-	URL  string `yaml:"url"`  // HERALD_BROKER_URL: external broker URL
+// Role is a part of the gateway a process runs (HERALD_ROLES).
+type Role string
+
+// The roles; a process runs all three by default.
+const (
+	RoleBroker    Role = "broker"
+	RoleWeb       Role = "web"
+	RoleProcessor Role = "processor"
+)
+
+// BrokerMode says which broker browsers connect to (HERALD_BROKER_MODE).
+type BrokerMode string
+
+// The broker modes.
+const (
+	// BrokerEmbedded is the in-process mochi broker (the default).
+	BrokerEmbedded BrokerMode = "embedded"
+	// BrokerMQTT is an external MQTT 5 broker (Mosquitto, EMQX).
+	BrokerMQTT BrokerMode = "mqtt"
+	// BrokerIoTCore is AWS IoT Core.
+	BrokerIoTCore BrokerMode = "iot-core"
+)
+
+// AWSMode says where S3 and SQS are (HERALD_AWS_MODE).
+type AWSMode string
+
+// The AWS modes.
+const (
+	// AWSLocal is localaws (the default).
+	AWSLocal AWSMode = "local"
+	// AWSReal is real AWS through the default credential chain.
+	AWSReal AWSMode = "aws"
+)
+
+// BrokerConfig selects and tunes the broker.
+type BrokerConfig struct {
+	Mode BrokerMode `yaml:"mode"` // HERALD_BROKER_MODE: embedded|mqtt|iot-core; default embedded
+	URL  string     `yaml:"url"`  // HERALD_BROKER_URL: external broker URL
 	// MaxConnections etc. tune the embedded broker; zero keeps its defaults.
-	MaxConnections int           `yaml:"maxConnections"`
-	MaxPacketSize  int           `yaml:"maxPacketSize"`
-	MaxQueued      int           `yaml:"maxQueued"`
-	MaxInflight    int           `yaml:"maxInflight"`
-	KeepAliveMax   time.Duration `yaml:"keepAliveMax"`
-	SessionExpiry  time.Duration `yaml:"sessionExpiry"`
-	ConnectRate    float64       `yaml:"connectRatePerIP"`
+	MaxConnections   int           `yaml:"maxConnections"` // HERALD_BROKER_MAX_CONNECTIONS
+	MaxPacketSize    int           `yaml:"maxPacketSize"`
+	MaxQueued        int           `yaml:"maxQueued"`
+	MaxInflight      int           `yaml:"maxInflight"`
+	KeepAliveMax     time.Duration `yaml:"keepAliveMax"`
+	SessionExpiry    time.Duration `yaml:"sessionExpiry"`
+	ConnectRatePerIP float64       `yaml:"connectRatePerIP"`
 	// WebSocketIO is how the embedded broker reads WebSockets:
 	// epoll (Linux default) or goroutine; HERALD_BROKER_WEBSOCKET_IO.
 	WebSocketIO string `yaml:"websocketIO"`
@@ -75,31 +105,33 @@ type BrokerCfg struct {
 	// Connections is how many publisher connections to open (IoT Core
 	// allows 100 publishes/s each); HERALD_BROKER_CONNECTIONS; default 1.
 	Connections int `yaml:"connections"`
-	// OutboxMax bounds the on-disk outbound queue kept while the broker is
-	// unreachable; HERALD_BROKER_MAX_QUEUED.
+	// OutboxMax bounds the on-disk outbound queue of each publisher
+	// connection, kept while the broker is unreachable;
+	// HERALD_BROKER_OUTBOX_MAX; default bridge.DefaultOutboxMax. (Not
+	// MaxQueued above, which is the embedded broker's per-client queue.)
 	OutboxMax int `yaml:"outboxMax"`
 	// Federation links embedded replicas through an upstream broker.
-	Federation FederationCfg `yaml:"federation"`
+	Federation FederationConfig `yaml:"federation"`
 	// IoT configures browser sessions for AWS IoT Core (mode iot-core).
-	IoT IoTCfg `yaml:"iot"`
+	IoT IoTConfig `yaml:"iot"`
 }
 
-// FederationCfg is the upstream broker replicas share (HERALD_FEDERATION_*).
-type FederationCfg struct {
+// FederationConfig is the upstream broker replicas share (HERALD_FEDERATION_*).
+type FederationConfig struct {
 	URL      string `yaml:"url"`      // HERALD_FEDERATION_URL; empty = no federation
 	Username string `yaml:"username"` // HERALD_FEDERATION_USERNAME
 	Password string `yaml:"password"` // HERALD_FEDERATION_PASSWORD
 	CAFile   string `yaml:"caFile"`   // HERALD_FEDERATION_CA_FILE
 }
 
-// IoTCfg configures AWS IoT Core sessions (HERALD_IOT_*).
-type IoTCfg struct {
+// IoTConfig configures AWS IoT Core sessions (HERALD_IOT_*).
+type IoTConfig struct {
 	Endpoint       string `yaml:"endpoint"`       // HERALD_IOT_ENDPOINT: the account's ATS data endpoint
 	BrowserRoleARN string `yaml:"browserRoleArn"` // HERALD_IOT_BROWSER_ROLE_ARN: role assumed per session
 }
 
-// ProcessorCfg tunes the processor role.
-type ProcessorCfg struct {
+// ProcessorConfig tunes the processor role.
+type ProcessorConfig struct {
 	// Conversions is how many converter runs (CPU-bound) go at once;
 	// HERALD_PROCESSOR_CONVERSIONS; default one per CPU.
 	Conversions int `yaml:"conversions"`
@@ -125,157 +157,19 @@ type ProcessorCfg struct {
 
 // AWSConfig selects real AWS or the embedded localaws.
 type AWSConfig struct {
-	Mode      string `yaml:"mode"`         // HERALD_AWS_MODE: local|aws; default local
-	Region    string `yaml:"region"`       // HERALD_AWS_REGION; default us-east-1
-	Bucket    string `yaml:"bucket"`       // HERALD_BUCKET; default herald
-	Queue     string `yaml:"queue"`        // HERALD_QUEUE; default herald-events (name or URL)
-	LocalAddr string `yaml:"localawsAddr"` // HERALD_LOCALAWS_ADDR
-	// LocalEmbed says whether a web process hosts localaws itself
+	Mode   AWSMode `yaml:"mode"`   // HERALD_AWS_MODE: local|aws; default local
+	Region string  `yaml:"region"` // HERALD_AWS_REGION; default us-east-1
+	Bucket string  `yaml:"bucket"` // HERALD_BUCKET; default herald
+	Queue  string  `yaml:"queue"`  // HERALD_QUEUE; default herald-events (name or URL)
+	// LocalawsAddr is where localaws listens, or is reached by processes
+	// that do not host it; HERALD_LOCALAWS_ADDR; default 127.0.0.1:4566.
+	LocalawsAddr string `yaml:"localawsAddr"`
+	// LocalawsEmbed says whether a web process hosts localaws itself
 	// (HERALD_LOCALAWS_EMBED); default true. Set false on all but one
 	// replica so they share one.
-	LocalEmbed *bool  `yaml:"localawsEmbed"`
-	AccessKey  string `yaml:"localawsAccessKey"` // default test
-	SecretKey  string `yaml:"localawsSecretKey"` // default test
-}
-
-type stringList []string
-
-func (l *stringList) String() string { return strings.Join(*l, ",") }
-func (l *stringList) Set(s string) error {
-	*l = splitList(s)
-	return nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// loadConfig builds the configuration from defaults, the YAML file, the
-// environment and flags, in that order of precedence (flags win).
-func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config, error) {
-	var (
-		file             = fs.String("config", "", "YAML config file (env HERALD_CONFIG)")
-		httpAddr         = fs.String("http-addr", "", "HTTP API, demo page and /mqtt address (env HERALD_HTTP_ADDR, default :8080)")
-		mqttAddr         = fs.String("mqtt-addr", "", "plain MQTT TCP listener, e.g. 127.0.0.1:1883 (env HERALD_MQTT_ADDR, default off)")
-		dataDir          = fs.String("data-dir", "", "broker storage and localaws data (env HERALD_DATA_DIR, default ./data)")
-		roles            stringList
-		logLevel, logFmt string
-	)
-	fs.Var(&roles, "roles", "comma-separated roles: broker,web,processor (env HERALD_ROLES)")
-	fs.StringVar(&logLevel, "log-level", "", "debug|info|warn|error (env HERALD_LOG_LEVEL)")
-	fs.StringVar(&logFmt, "log-format", "", "text|json (env HERALD_LOG_FORMAT)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	cfg := &Config{}
-	path := first(*file, getenv("HERALD_CONFIG"))
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-		dec := yaml.NewDecoder(strings.NewReader(string(b)))
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("config %s: %w", path, err)
-		}
-	}
-	env := func(dst *string, name string) {
-		if v := getenv(name); v != "" {
-			*dst = v
-		}
-	}
-	env(&cfg.HTTPAddr, "HERALD_HTTP_ADDR")
-	env(&cfg.MQTTAddr, "HERALD_MQTT_ADDR")
-	env(&cfg.DataDir, "HERALD_DATA_DIR")
-	env(&cfg.PublicURL, "HERALD_PUBLIC_URL")
-	env(&cfg.Log.Level, "HERALD_LOG_LEVEL")
-	env(&cfg.Log.Format, "HERALD_LOG_FORMAT")
-	env(&cfg.Broker.Mode, "HERALD_BROKER_MODE")
-	env(&cfg.Broker.URL, "HERALD_BROKER_URL")
-	env(&cfg.Broker.WebSocketIO, "HERALD_BROKER_WEBSOCKET_IO")
-	env(&cfg.AWS.Mode, "HERALD_AWS_MODE")
-	env(&cfg.AWS.Region, "HERALD_AWS_REGION")
-	env(&cfg.AWS.Bucket, "HERALD_BUCKET")
-	env(&cfg.AWS.Queue, "HERALD_QUEUE")
-	env(&cfg.AWS.LocalAddr, "HERALD_LOCALAWS_ADDR")
-	env(&cfg.Broker.Username, "HERALD_BROKER_USERNAME")
-	env(&cfg.Broker.Password, "HERALD_BROKER_PASSWORD")
-	env(&cfg.Broker.ClientID, "HERALD_BROKER_CLIENT_ID")
-	env(&cfg.Broker.CAFile, "HERALD_BROKER_CA_FILE")
-	env(&cfg.Broker.CertFile, "HERALD_BROKER_CERT_FILE")
-	env(&cfg.Broker.KeyFile, "HERALD_BROKER_KEY_FILE")
-	env(&cfg.Broker.BrowserURL, "HERALD_BROKER_BROWSER_URL")
-	env(&cfg.Broker.Federation.URL, "HERALD_FEDERATION_URL")
-	env(&cfg.Broker.Federation.Username, "HERALD_FEDERATION_USERNAME")
-	env(&cfg.Broker.Federation.Password, "HERALD_FEDERATION_PASSWORD")
-	env(&cfg.Broker.Federation.CAFile, "HERALD_FEDERATION_CA_FILE")
-	env(&cfg.Broker.IoT.Endpoint, "HERALD_IOT_ENDPOINT")
-	env(&cfg.Broker.IoT.BrowserRoleARN, "HERALD_IOT_BROWSER_ROLE_ARN")
-	ints := []struct {
-		name string
-		min  int
-		dst  *int
-	}{
-		{"HERALD_MAX_CONNECTIONS", 1, &cfg.Broker.MaxConnections},
-		{"HERALD_BROKER_CONNECTIONS", 0, &cfg.Broker.Connections},
-		{"HERALD_BROKER_MAX_QUEUED", 0, &cfg.Broker.OutboxMax},
-		{"HERALD_PROCESSOR_WORKERS", 1, &cfg.Processor.Workers},
-		{"HERALD_PROCESSOR_CONVERSIONS", 1, &cfg.Processor.Conversions},
-	}
-	for _, e := range ints {
-		if v := getenv(e.name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < e.min {
-				return nil, fmt.Errorf("%s=%q: want an integer of at least %d", e.name, v, e.min)
-			}
-			*e.dst = n
-		}
-	}
-	if v := getenv("HERALD_LOCALAWS_EMBED"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("HERALD_LOCALAWS_EMBED=%q: want true or false", v)
-		}
-		cfg.AWS.LocalEmbed = &b
-	}
-	if v := getenv("HERALD_ROLES"); v != "" {
-		cfg.Roles = splitList(v)
-	}
-	if v := getenv("HERALD_PROCESSOR_SOURCE_BUCKETS"); v != "" {
-		cfg.Processor.SourceBuckets = splitList(v)
-	}
-	if v := getenv("HERALD_PROCESSOR_VISIBILITY"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second {
-			return nil, fmt.Errorf("HERALD_PROCESSOR_VISIBILITY=%q: want a duration of at least 1s", v)
-		}
-		cfg.Processor.Visibility = d
-	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
-	set(&cfg.HTTPAddr, *httpAddr)
-	set(&cfg.MQTTAddr, *mqttAddr)
-	set(&cfg.DataDir, *dataDir)
-	set(&cfg.Log.Level, logLevel)
-	set(&cfg.Log.Format, logFmt)
-	if len(roles) > 0 {
-		cfg.Roles = roles
-	}
-	cfg.setDefaults()
-	return cfg, cfg.validate()
+	LocalawsEmbed     *bool  `yaml:"localawsEmbed"`
+	LocalawsAccessKey string `yaml:"localawsAccessKey"` // default test
+	LocalawsSecretKey string `yaml:"localawsSecretKey"` // default test
 }
 
 func (c *Config) setDefaults() {
@@ -288,20 +182,24 @@ func (c *Config) setDefaults() {
 	set(&c.DataDir, "./data")
 	set(&c.Log.Level, "info")
 	set(&c.Log.Format, "text")
-	set(&c.Broker.Mode, "embedded")
-	set(&c.AWS.Mode, "local")
+	if c.Broker.Mode == "" {
+		c.Broker.Mode = BrokerEmbedded
+	}
+	if c.AWS.Mode == "" {
+		c.AWS.Mode = AWSLocal
+	}
 	set(&c.AWS.Region, "us-east-1")
 	set(&c.AWS.Bucket, "herald")
 	set(&c.AWS.Queue, "herald-events")
-	set(&c.AWS.LocalAddr, "127.0.0.1:4566")
-	set(&c.AWS.AccessKey, "test")
-	set(&c.AWS.SecretKey, "test")
+	set(&c.AWS.LocalawsAddr, "127.0.0.1:4566")
+	set(&c.AWS.LocalawsAccessKey, "test")
+	set(&c.AWS.LocalawsSecretKey, "test")
 	if len(c.Roles) == 0 {
-		c.Roles = []string{"broker", "web", "processor"}
+		c.Roles = []Role{RoleBroker, RoleWeb, RoleProcessor}
 	}
-	if c.AWS.LocalEmbed == nil {
+	if c.AWS.LocalawsEmbed == nil {
 		embed := true
-		c.AWS.LocalEmbed = &embed
+		c.AWS.LocalawsEmbed = &embed
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
@@ -311,22 +209,22 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	for _, r := range c.Roles {
 		switch r {
-		case "broker", "web", "processor":
+		case RoleBroker, RoleWeb, RoleProcessor:
 		default:
 			return fmt.Errorf("unknown role %q (want broker, web, processor)", r)
 		}
 	}
 	switch c.Broker.Mode {
-	case "embedded", "mqtt", "iot-core":
+	case BrokerEmbedded, BrokerMQTT, BrokerIoTCore:
 	default:
 		return fmt.Errorf("broker mode %q: want embedded, mqtt or iot-core", c.Broker.Mode)
 	}
 	switch c.AWS.Mode {
-	case "local", "aws":
+	case AWSLocal, AWSReal:
 	default:
 		return fmt.Errorf("aws mode %q: want local or aws", c.AWS.Mode)
 	}
-	if c.Broker.Mode != "embedded" && c.Broker.URL == "" {
+	if c.Broker.Mode != BrokerEmbedded && c.Broker.URL == "" {
 		return fmt.Errorf("broker mode %q needs HERALD_BROKER_URL", c.Broker.Mode)
 	}
 	switch c.Log.Format {
@@ -337,14 +235,7 @@ func (c *Config) validate() error {
 	return nil
 }
 
-func (c *Config) has(role string) bool {
-	for _, r := range c.Roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
-}
+func (c *Config) has(role Role) bool { return slices.Contains(c.Roles, role) }
 
 func (c *Config) logger(w io.Writer) (*slog.Logger, error) {
 	var lv slog.Level

@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 func loadTest(t *testing.T, args []string, env map[string]string) (*Config, error) {
@@ -29,17 +32,17 @@ func TestConfigPrecedence(t *testing.T) {
 		check func(*Config) bool
 	}{
 		{"defaults", nil, nil, func(c *Config) bool {
-			return c.HTTPAddr == ":8080" && c.DataDir == "./data" && reflect.DeepEqual(c.Roles, []string{"broker", "web", "processor"}) &&
-				c.Broker.Mode == "embedded" && c.AWS.Mode == "local" && c.AWS.LocalAddr == "127.0.0.1:4566" && *c.AWS.LocalEmbed
+			return c.HTTPAddr == ":8080" && c.DataDir == "./data" && reflect.DeepEqual(c.Roles, []Role{"broker", "web", "processor"}) &&
+				c.Broker.Mode == "embedded" && c.AWS.Mode == "local" && c.AWS.LocalawsAddr == "127.0.0.1:4566" && *c.AWS.LocalawsEmbed
 		}},
 		{"file", []string{"--config", file}, nil, func(c *Config) bool {
-			return c.HTTPAddr == ":9000" && c.MQTTAddr == "127.0.0.1:1883" && reflect.DeepEqual(c.Roles, []string{"web"}) && c.Processor.Workers == 3
+			return c.HTTPAddr == ":9000" && c.MQTTAddr == "127.0.0.1:1883" && reflect.DeepEqual(c.Roles, []Role{"web"}) && c.Processor.Workers == 3
 		}},
 		{"env over file", nil, map[string]string{"HERALD_CONFIG": file, "HERALD_HTTP_ADDR": ":9100", "HERALD_ROLES": "broker,web", "HERALD_PROCESSOR_VISIBILITY": "5s", "HERALD_LOCALAWS_EMBED": "false"}, func(c *Config) bool {
-			return c.HTTPAddr == ":9100" && reflect.DeepEqual(c.Roles, []string{"broker", "web"}) && c.Processor.Visibility == 5*time.Second && !*c.AWS.LocalEmbed
+			return c.HTTPAddr == ":9100" && reflect.DeepEqual(c.Roles, []Role{"broker", "web"}) && c.Processor.Visibility == 5*time.Second && !*c.AWS.LocalawsEmbed
 		}},
 		{"flag over env", []string{"--http-addr", ":9200", "--roles", "processor"}, map[string]string{"HERALD_CONFIG": file, "HERALD_HTTP_ADDR": ":9100"}, func(c *Config) bool {
-			return c.HTTPAddr == ":9200" && reflect.DeepEqual(c.Roles, []string{"processor"})
+			return c.HTTPAddr == ":9200" && reflect.DeepEqual(c.Roles, []Role{"processor"})
 		}},
 		{"external broker env", nil, map[string]string{"HERALD_BROKER_MODE": "mqtt", "HERALD_BROKER_URL": "mqtts://b:8883", "HERALD_BROKER_CONNECTIONS": "4", "HERALD_FEDERATION_URL": "mqtt://up:1883"}, func(c *Config) bool {
 			return c.Broker.Mode == "mqtt" && c.Broker.URL == "mqtts://b:8883" && c.Broker.Connections == 4 && c.Broker.Federation.URL == "mqtt://up:1883"
@@ -96,5 +99,82 @@ func TestExampleConfigParses(t *testing.T) {
 	}
 	if c.HTTPAddr != ":8080" || c.AWS.Bucket != "herald" {
 		t.Fatalf("example config: got %+v", c)
+	}
+}
+
+// TestSettingNames keeps one name per setting from YAML to environment to
+// code: every YAML field of the configuration is its Go field's name (up to
+// case), every HERALD_* variable the configuration reads is documented in
+// docs/herald.example.yaml and vice versa, and each documented variable
+// ends with its YAML field's name.
+func TestSettingNames(t *testing.T) {
+	var walk func(reflect.Type)
+	walk = func(typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if !strings.EqualFold(tag, f.Name) {
+				t.Errorf("%s.%s has YAML name %q", typ.Name(), f.Name, tag)
+			}
+			if ft := f.Type; ft.Kind() == reflect.Struct && ft.PkgPath() == typ.PkgPath() {
+				walk(ft)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+
+	example, err := os.ReadFile("../../docs/herald.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := map[string]bool{"HERALD_CONFIG": true, "HERALD_DEMO_API_KEY": true}
+	for _, s := range (&Config{}).envSettings() {
+		read[s.name] = true
+	}
+	documented := map[string]bool{}
+	line := regexp.MustCompile(`^\s*(?:- )?([A-Za-z]+):.*#\s*(HERALD_[A-Z_]+)`)
+	for _, l := range strings.Split(string(example), "\n") {
+		for _, name := range regexp.MustCompile(`HERALD_[A-Z_]+`).FindAllString(l, -1) {
+			documented[name] = true
+		}
+		if m := line.FindStringSubmatch(l); m != nil {
+			if want := "_" + upperSnake(m[1]); !strings.HasSuffix(m[2], want) {
+				t.Errorf("YAML field %q is documented as %s; want a name ending in %s", m[1], m[2], want)
+			}
+		}
+	}
+	for name := range read {
+		if !documented[name] && name != "HERALD_CONFIG" {
+			t.Errorf("%s is read but not in docs/herald.example.yaml", name)
+		}
+	}
+	for name := range documented {
+		if !read[name] {
+			t.Errorf("docs/herald.example.yaml names %s, which nothing reads", name)
+		}
+	}
+}
+
+// upperSnake turns a YAML field name into its environment form
+// ("localawsAddr" → "LOCALAWS_ADDR", "publicURL" → "PUBLIC_URL").
+func upperSnake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && unicode.IsUpper(r) && !unicode.IsUpper(rune(s[i-1])) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
+}
+
+func TestRenamedSetting(t *testing.T) {
+	_, err := loadTest(t, nil, map[string]string{"HERALD_BROKER_MAX_QUEUED": "10"})
+	if err == nil || !strings.Contains(err.Error(), "HERALD_BROKER_OUTBOX_MAX") {
+		t.Fatalf("HERALD_BROKER_MAX_QUEUED: got %v, want an error naming HERALD_BROKER_OUTBOX_MAX", err)
+	}
+	c, err := loadTest(t, nil, map[string]string{"HERALD_BROKER_OUTBOX_MAX": "10"})
+	if err != nil || c.Broker.OutboxMax != 10 {
+		t.Fatalf("HERALD_BROKER_OUTBOX_MAX=10: got %v, %v", c, err)
 	}
 }

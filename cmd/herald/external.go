@@ -5,52 +5,17 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldgw/herald/bridge"
-	"github.com/heraldgw/herald/broker"
 	"github.com/heraldgw/herald/federation"
 	"github.com/heraldgw/herald/iotcore"
-	"github.com/heraldgw/herald/tenant"
 	"github.com/heraldgw/herald/web"
 )
-
-// external is what the broker mode adds to a process beyond the embedded
-// broker: a publisher to another broker, and how browsers reach it.
-type external struct {
-	// Publisher replaces the in-process publisher; nil keeps it.
-	Publisher bridge.Publisher
-	// Sessions and MQTTURL complete POST /v1/sessions (web.Config).
-	Sessions web.SessionMinter
-	MQTTURL  string
-}
-
-// externalEnv are the settings of the external modes, taken from the
-// configuration (broker.* in herald.yaml, HERALD_BROKER_* and
-// HERALD_FEDERATION_* in the environment; see docs/config.md).
-type externalEnv struct {
-	username, password, clientID string
-	caFile, certFile, keyFile    string
-	browserURL                   string
-	connections, maxQueued       int
-	fedURL, fedUser, fedPassword string
-	fedCAFile                    string
-}
-
-func readExternalEnv(c BrokerCfg) externalEnv {
-	return externalEnv{
-		username: c.Username, password: c.Password, clientID: c.ClientID,
-		caFile: c.CAFile, certFile: c.CertFile, keyFile: c.KeyFile, browserURL: c.BrowserURL,
-		connections: c.Connections, maxQueued: c.OutboxMax,
-		fedURL: c.Federation.URL, fedUser: c.Federation.Username, fedPassword: c.Federation.Password, fedCAFile: c.Federation.CAFile,
-	}
-}
 
 // startExternal wires the broker mode:
 //
@@ -65,104 +30,99 @@ func readExternalEnv(c BrokerCfg) externalEnv {
 //     HERALD_BROKER_BROWSER_URL;
 //   - iot-core: events go to AWS IoT Core over mutual TLS; browsers get a
 //     presigned WebSocket URL (package iotcore).
-func startExternal(ctx context.Context, cfg *Config, p *parts, b *broker.Broker, reg *tenant.Registry,
-	ready map[string]func() bool, metrics prometheus.Registerer, log *slog.Logger) (external, error) {
-	env := readExternalEnv(cfg.Broker)
-	var err error
-	queueDir := filepath.Join(cfg.DataDir, "bridge-queue")
-	base := bridge.MQTTConfig{
-		Username: env.username, Password: env.password, ClientID: first(env.clientID, "svc-herald-"+randomString(10)),
-		QueueDir: queueDir, Connections: env.connections, MaxQueued: env.maxQueued,
-		Logger: log.With("part", "bridge"), Metrics: metrics,
-	}
-	switch cfg.Broker.Mode {
-	case "embedded":
-		if b != nil && env.fedURL != "" {
-			return startFederation(ctx, cfg, p, b, env, base, ready, metrics, log)
+func (g *gateway) startExternal(ctx context.Context) error {
+	c := g.cfg.Broker
+	switch c.Mode {
+	case BrokerEmbedded:
+		if g.embedded != nil && c.Federation.URL != "" {
+			return g.startFederation(ctx)
 		}
-		if b == nil && cfg.Broker.URL != "" {
-			return startServicePublishers(ctx, cfg, p, reg, base, log)
+		if g.embedded == nil && c.URL != "" {
+			return g.startServicePublishers(ctx)
 		}
-		return external{}, nil
-	case "mqtt", "iot-core":
-		c := base
-		c.URL = cfg.Broker.URL
-		if c.TLS, err = loadTLS(env.caFile, env.certFile, env.keyFile); err != nil {
-			return external{}, err
+		return nil
+	case BrokerMQTT, BrokerIoTCore:
+		bc := g.bridgeConfig()
+		bc.URL = c.URL
+		var err error
+		if bc.TLS, err = loadTLS(c.CAFile, c.CertFile, c.KeyFile); err != nil {
+			return err
 		}
-		ext := external{MQTTURL: env.browserURL}
-		if cfg.Broker.Mode == "iot-core" {
-			c.PublishRate = bridge.IoTCorePublishRate
-			if ext.Sessions, err = iotSessions(ctx, cfg); err != nil {
-				return external{}, err
+		g.mqttURL = c.BrowserURL
+		if c.Mode == BrokerIoTCore {
+			bc.PublishRate = bridge.IoTCorePublishRate
+			if g.sessions, err = iotSessions(ctx, g.cfg); err != nil {
+				return err
 			}
 		}
-		pub, err := runBridge(ctx, p, c, log)
-		if err != nil {
-			return external{}, err
-		}
-		ext.Publisher = pub
-		return ext, nil
+		return g.runBridge(ctx, bc, func(pub *bridge.MQTT) { g.pub = pub })
 	}
-	return external{}, fmt.Errorf("broker mode %q", cfg.Broker.Mode)
+	return fmt.Errorf("broker mode %q", c.Mode)
 }
 
-func startFederation(ctx context.Context, cfg *Config, p *parts, b *broker.Broker, env externalEnv, base bridge.MQTTConfig,
-	ready map[string]func() bool, metrics prometheus.Registerer, log *slog.Logger) (external, error) {
-	tlsCfg, err := loadTLS(env.fedCAFile, "", "")
+// bridgeConfig is the publisher configuration every external mode starts
+// from (broker.* of the configuration).
+func (g *gateway) bridgeConfig() bridge.MQTTConfig {
+	c := g.cfg.Broker
+	return bridge.MQTTConfig{
+		Username: c.Username, Password: c.Password, ClientID: first(c.ClientID, "svc-herald-"+randomString(10)),
+		QueueDir: filepath.Join(g.cfg.DataDir, "bridge-queue"), Connections: c.Connections, OutboxMax: c.OutboxMax,
+		Logger: g.log.With("part", "bridge"), Metrics: g.metrics,
+	}
+}
+
+func (g *gateway) startFederation(ctx context.Context) error {
+	fc := g.cfg.Broker.Federation
+	tlsCfg, err := loadTLS(fc.CAFile, "", "")
 	if err != nil {
-		return external{}, err
+		return err
 	}
 	fed, err := federation.New(federation.Config{
-		URL: env.fedURL, ClientID: "herald-fed-" + randomString(12), Username: env.fedUser, Password: env.fedPassword,
-		TLS: tlsCfg, Logger: log.With("part", "federation"), Metrics: metrics,
-	}, b)
+		URL: fc.URL, ClientID: "herald-fed-" + randomString(12), Username: fc.Username, Password: fc.Password,
+		TLS: tlsCfg, Logger: g.log.With("part", "federation"), Metrics: g.metrics,
+	}, g.embedded)
 	if err != nil {
-		return external{}, err
+		return err
 	}
-	if err := b.ObserveChannels(fed); err != nil {
-		return external{}, err
+	if err := g.embedded.ObserveChannels(fed); err != nil {
+		return err
 	}
-	p.run(ctx, "federation", log, fed.Run)
-	ready["federation"] = fed.Ready
-	c := base
-	c.URL, c.Username, c.Password, c.TLS = env.fedURL, env.fedUser, env.fedPassword, tlsCfg
-	pub, err := runBridge(ctx, p, c, log)
-	if err != nil {
-		return external{}, err
-	}
-	return external{Publisher: pub}, nil
+	g.run(ctx, "federation", fed.Run)
+	g.ready["federation"] = fed.Ready
+	bc := g.bridgeConfig()
+	bc.URL, bc.Username, bc.Password, bc.TLS = fc.URL, fc.Username, fc.Password, tlsCfg
+	return g.runBridge(ctx, bc, func(pub *bridge.MQTT) { g.pub = pub })
 }
 
-func startServicePublishers(ctx context.Context, cfg *Config, p *parts, reg *tenant.Registry, base bridge.MQTTConfig, log *slog.Logger) (external, error) {
+func (g *gateway) startServicePublishers(ctx context.Context) error {
 	apps := bridge.Apps{}
-	for _, id := range reg.IDs() {
-		app, err := reg.App(id)
+	for _, id := range g.reg.IDs() {
+		app, err := g.reg.App(id)
 		if err != nil {
-			return external{}, err
+			return err
 		}
-		c := base
-		c.URL, c.Username, c.Password = cfg.Broker.URL, app.ID, app.APIKey
-		c.ClientID = "svc-herald-" + randomString(10)
-		c.QueueDir = filepath.Join(base.QueueDir, app.ID)
-		c.Name = "bridge-" + app.ID
-		pub, err := runBridge(ctx, p, c, log)
-		if err != nil {
-			return external{}, err
+		bc := g.bridgeConfig()
+		bc.URL, bc.Username, bc.Password = g.cfg.Broker.URL, app.ID, app.APIKey
+		bc.ClientID = "svc-herald-" + randomString(10)
+		bc.QueueDir = filepath.Join(bc.QueueDir, app.ID)
+		bc.Name = "bridge-" + app.ID
+		if err := g.runBridge(ctx, bc, func(pub *bridge.MQTT) { apps[app.ID] = pub }); err != nil {
+			return err
 		}
-		apps[app.ID] = pub
 	}
-	return external{Publisher: apps}, nil
+	g.pub = apps
+	return nil
 }
 
-func runBridge(ctx context.Context, p *parts, c bridge.MQTTConfig, log *slog.Logger) (*bridge.MQTT, error) {
+// runBridge runs a publisher to an external broker and hands it to use.
+func (g *gateway) runBridge(ctx context.Context, c bridge.MQTTConfig, use func(*bridge.MQTT)) error {
 	pub, err := bridge.NewMQTT(ctx, c)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	name := first(c.Name, "bridge")
-	p.run(ctx, name, log, pub.Run)
-	return pub, nil
+	g.run(ctx, first(c.Name, "bridge"), pub.Run)
+	use(pub)
+	return nil
 }
 
 // loadTLS builds a client TLS config from PEM files; all empty means nil

@@ -19,8 +19,8 @@ import (
 
 const testAPIKey = "test-demo-api-key-0123456789"
 
-// gateway is a `herald serve` started in-process by a test through run().
-type gateway struct {
+// testGateway is a `herald serve` started in-process by a test through run().
+type testGateway struct {
 	base    string // http://127.0.0.1:port
 	dataDir string
 	stop    func() error
@@ -28,7 +28,7 @@ type gateway struct {
 
 // startGateway runs the real program with extra args on free loopback ports
 // and waits for its ready line.
-func startGateway(t *testing.T, dataDir string, extra ...string) *gateway {
+func startGateway(t *testing.T, dataDir string, extra ...string) *testGateway {
 	t.Helper()
 	env := map[string]string{
 		"HERALD_DEMO_API_KEY":  testAPIKey,
@@ -60,7 +60,7 @@ func startGateway(t *testing.T, dataDir string, extra ...string) *gateway {
 			}
 		}
 	}()
-	g := &gateway{dataDir: dataDir}
+	g := &testGateway{dataDir: dataDir}
 	var stopped bool
 	g.stop = func() error {
 		if stopped {
@@ -126,7 +126,7 @@ func postJSON(t *testing.T, url, bearer string, body any) (*http.Response, []byt
 	return resp, out
 }
 
-func (g *gateway) newSession(t *testing.T) session {
+func (g *testGateway) newSession(t *testing.T) session {
 	t.Helper()
 	resp, body := postJSON(t, g.base+"/v1/sessions", "", map[string]string{"app": "demo"})
 	if resp.StatusCode != http.StatusCreated {

@@ -31,11 +31,9 @@ func runLocalAWS(ctx context.Context, args []string, stdout io.Writer, getenv fu
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(ctx); err != nil {
-		_ = srv.Close()
-		return err
+	if err := srv.Listen(); err != nil {
+		return errors.Join(err, srv.Close())
 	}
 	log.Info("herald localaws ready", "url", srv.URL(), "bucket", cfg.AWS.Bucket, "queue", cfg.AWS.Queue)
-	<-ctx.Done()
-	return srv.Close()
+	return srv.Run(ctx)
 }

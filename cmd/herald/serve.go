@@ -11,11 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/heraldgw/herald/bridge"
 	"github.com/heraldgw/herald/broker"
@@ -40,138 +36,110 @@ func runServe(ctx context.Context, args []string, stdout io.Writer, getenv func(
 	return serve(ctx, cfg, log, getenv)
 }
 
-// parts collects the long-lived parts of a process: each runs until ctx ends
-// and the first failure stops the rest.
-type parts struct {
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	errs []error
-	stop context.CancelFunc
-}
-
-func (p *parts) run(ctx context.Context, name string, log *slog.Logger, f func(context.Context) error) {
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("part failed", "part", name, "err", err)
-			p.mu.Lock()
-			p.errs = append(p.errs, fmt.Errorf("%s: %w", name, err))
-			p.mu.Unlock()
-			p.stop()
-		}
-	}()
-}
-
-func (p *parts) wait() error {
-	p.wg.Wait()
-	return errors.Join(p.errs...)
-}
-
+// serve runs the gateway until ctx ends, then drains every part.
 func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(string) string) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	p := &parts{stop: cancel}
-
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	var ln net.Listener
-	var origins []string
-	if cfg.has("web") {
-		var err error
-		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
-		}
-		defer ln.Close()
-		origins = localOrigins(ln.Addr(), cfg.PublicURL)
+	g := newGateway(cfg, log, getenv, cancel)
+	defer g.closeListener()
+	steps := []func(context.Context) error{
+		g.listen, g.startTenants, g.startBroker, g.startExternal,
+		g.startJobs, g.startWeb, g.waitReady,
 	}
-	apps, err := cfg.apps(getenv, origins, log)
-	if err != nil {
-		return err
-	}
-	reg, err := tenant.NewRegistry(apps)
-	if err != nil {
-		return err
-	}
-
-	ready := map[string]func() bool{}
-	var pub bridge.Publisher
-	var mqttHandler http.Handler
-	var embedded *broker.Broker
-	if cfg.has("broker") && cfg.Broker.Mode == "embedded" {
-		b, err := broker.New(broker.Config{
-			Registry: reg, DataDir: cfg.DataDir, TCPAddr: cfg.MQTTAddr,
-			MaxConnections: cfg.Broker.MaxConnections, MaxPacketSize: cfg.Broker.MaxPacketSize,
-			MaxQueued: cfg.Broker.MaxQueued, MaxInflight: cfg.Broker.MaxInflight,
-			KeepAliveMax: cfg.Broker.KeepAliveMax, SessionExpiry: cfg.Broker.SessionExpiry,
-			ConnectRatePerIP: cfg.Broker.ConnectRate, WebSocketIO: cfg.Broker.WebSocketIO,
-			Logger: log.With("part", "broker"), Metrics: metrics,
-		})
-		if err != nil {
-			return fmt.Errorf("broker: %w", err)
-		}
-		p.run(ctx, "broker", log, b.Run)
-		ready["broker"] = b.Ready
-		pub = bridge.NewEmbedded(b)
-		mqttHandler = b.WebSocketHandler()
-		embedded = b
-	}
-	ext, err := startExternal(ctx, cfg, p, embedded, reg, ready, metrics, log)
-	if err != nil {
-		cancel()
-		return errors.Join(err, p.wait())
-	}
-	if ext.Publisher != nil {
-		pub = ext.Publisher
-	}
-
-	urls := []any{"roles", cfg.Roles}
-	var uploads web.Uploader
-	var jobs web.JobSubmitter
-	if cfg.has("web") || cfg.has("processor") {
-		clients, err := startAWS(ctx, cfg, p, origins, log)
-		if err != nil {
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
 			cancel()
-			return errors.Join(err, p.wait())
-		}
-		urls = append(urls, "s3", first(clients.Endpoint, "aws"), "queue", clients.QueueURL)
-		if uploads, jobs, err = startProcessor(ctx, cfg, p, clients, pub, log); err != nil {
-			cancel()
-			return errors.Join(err, p.wait())
+			return errors.Join(err, g.wait())
 		}
 	}
-	if cfg.has("web") {
-		srv, err := web.New(web.Config{
-			Registry: reg, Publisher: pub, MQTT: mqttHandler, Uploads: uploads, Jobs: jobs,
-			MQTTURL: ext.MQTTURL, Sessions: ext.Sessions,
-			Ready:    readiness(ready),
-			Gatherer: metrics, Metrics: metrics,
-			Logger: log.With("part", "web"),
-		})
-		if err != nil {
-			return err
-		}
-		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-		p.run(ctx, "http", log, func(ctx context.Context) error { return serveHTTP(ctx, hs, ln, cfg.ShutdownTimeout) })
-		base := "http://" + displayAddr(ln.Addr())
-		urls = append(urls, "demo", base+"/", "api", base+"/v1/", "mqtt_ws", "ws://"+displayAddr(ln.Addr())+"/mqtt")
-	}
-	if cfg.MQTTAddr != "" && cfg.has("broker") {
-		urls = append(urls, "mqtt_tcp", "mqtt://"+cfg.MQTTAddr)
-	}
-	if err := waitReady(ctx, ready); err != nil {
-		cancel()
-		return errors.Join(err, p.wait())
-	}
-	log.Info("herald ready", urls...)
-
+	log.Info("herald ready", g.urls...)
 	<-ctx.Done()
 	log.Info("herald shutting down")
-	return p.wait()
+	return g.wait()
+}
+
+// listen binds the HTTP address first (web role), so the demo app's origins
+// name the real port.
+func (g *gateway) listen(context.Context) error {
+	if !g.cfg.has(RoleWeb) {
+		return nil
+	}
+	ln, err := net.Listen("tcp", g.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen http %s: %w", g.cfg.HTTPAddr, err)
+	}
+	g.ln = ln
+	g.origins = localOrigins(ln.Addr(), g.cfg.PublicURL)
+	return nil
+}
+
+func (g *gateway) closeListener() {
+	if g.ln != nil {
+		_ = g.ln.Close()
+	}
+}
+
+// startTenants builds the app registry from the configuration.
+func (g *gateway) startTenants(context.Context) error {
+	apps, err := g.cfg.apps(g.getenv, g.origins, g.log)
+	if err != nil {
+		return err
+	}
+	g.reg, err = tenant.NewRegistry(apps)
+	return err
+}
+
+// startBroker runs the embedded broker (broker role, mode embedded); it is
+// then where events go and what /mqtt serves.
+func (g *gateway) startBroker(ctx context.Context) error {
+	if !g.cfg.has(RoleBroker) || g.cfg.Broker.Mode != BrokerEmbedded {
+		return nil
+	}
+	c := g.cfg.Broker
+	b, err := broker.New(broker.Config{
+		Registry: g.reg, DataDir: g.cfg.DataDir, TCPAddr: g.cfg.MQTTAddr,
+		MaxConnections: c.MaxConnections, MaxPacketSize: c.MaxPacketSize,
+		MaxQueued: c.MaxQueued, MaxInflight: c.MaxInflight,
+		KeepAliveMax: c.KeepAliveMax, SessionExpiry: c.SessionExpiry,
+		ConnectRatePerIP: c.ConnectRatePerIP, WebSocketIO: c.WebSocketIO,
+		Logger: g.log.With("part", "broker"), Metrics: g.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	g.run(ctx, "broker", b.Run)
+	g.ready["broker"] = b.Ready
+	g.embedded, g.pub, g.mqtt = b, bridge.NewEmbedded(b), b.WebSocketHandler()
+	if g.cfg.MQTTAddr != "" {
+		g.urls = append(g.urls, "mqtt_tcp", "mqtt://"+g.cfg.MQTTAddr)
+	}
+	return nil
+}
+
+// startWeb serves the HTTP API, the demo page and /mqtt (web role).
+func (g *gateway) startWeb(ctx context.Context) error {
+	if !g.cfg.has(RoleWeb) {
+		return nil
+	}
+	srv, err := web.New(web.Config{
+		Registry: g.reg, Publisher: g.pub, MQTT: g.mqtt, Uploads: g.uploads, Jobs: g.jobs,
+		MQTTURL: g.mqttURL, Sessions: g.sessions,
+		Ready:    g.readiness,
+		Gatherer: g.metrics, Metrics: g.metrics,
+		Logger: g.log.With("part", "web"),
+	})
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	ln, timeout := g.ln, g.cfg.ShutdownTimeout
+	g.run(ctx, "http", func(ctx context.Context) error { return serveHTTP(ctx, hs, ln, timeout) })
+	addr := displayAddr(ln.Addr())
+	g.urls = append(g.urls, "demo", "http://"+addr+"/", "api", "http://"+addr+"/v1/", "mqtt_ws", "ws://"+addr+"/mqtt")
+	return nil
 }
 
 // serveHTTP serves until ctx ends, then stops accepting and waits for
@@ -197,35 +165,6 @@ func serveHTTP(ctx context.Context, hs *http.Server, ln net.Listener, timeout ti
 		return err
 	}
 	return nil
-}
-
-// waitReady holds the "ready" log line until every part reports ready, so
-// anything that waits for that line (operators, tests) can use the gateway.
-func waitReady(ctx context.Context, checks map[string]func() bool) error {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	limit := time.After(30 * time.Second)
-	for readiness(checks)(ctx) != nil {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-limit:
-			return fmt.Errorf("not ready after 30s: %w", readiness(checks)(ctx))
-		case <-t.C:
-		}
-	}
-	return nil
-}
-
-func readiness(checks map[string]func() bool) func(context.Context) error {
-	return func(context.Context) error {
-		for name, ok := range checks {
-			if !ok() {
-				return fmt.Errorf("%s not ready", name)
-			}
-		}
-		return nil
-	}
 }
 
 // localOrigins lists the origins the local demo page is served from, which

@@ -20,7 +20,7 @@ func TestSIGTERMWithClientsConnected(t *testing.T) {
 	dir := t.TempDir()
 	opts := childOpts{dataDir: dir, localawsAddr: freeAddr(t), mqttAddr: freeAddr(t)}
 	c := startChild(t, "gateway", opts)
-	g := &gateway{base: c.base}
+	g := &testGateway{base: c.base}
 	s := g.newSession(t)
 
 	mc, _, err := dialMQTT(t, s.MQTT.URL, browserConnect(s, true))
