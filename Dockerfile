@@ -3,6 +3,7 @@
 FROM node:20-bookworm-slim AS ui
 WORKDIR /src
 COPY package.json package-lock.json ./
+COPY client client
 RUN npm ci --no-audit --no-fund --loglevel=error
 COPY web/ui web/ui
 COPY web/static web/static

@@ -10,7 +10,7 @@ RUN_PKGS := libvips-tools ffmpeg
 TEST_PKGS := $(RUN_PKGS) mosquitto chromium awscli procps
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './node_modules/*' 2>/dev/null)
-UI_SOURCES := $(wildcard web/ui/*) package.json package-lock.json
+UI_SOURCES := $(wildcard web/ui/* client/*.js client/src/*) package.json package-lock.json client/package.json
 STATIC_FILES := $(shell find web/static -type f -not -path 'web/static/dist/*' 2>/dev/null)
 
 .PHONY: run test build deps-run deps-test bundle vet gotest fuzz jstest bench bench-big clean
@@ -55,7 +55,7 @@ fuzz:
 	@scripts/fuzz-all.sh $${FUZZTIME:-2000x}
 
 jstest: build
-	HERALD_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1 web/e2e/
+	HERALD_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1 client/test/ web/e2e/
 
 ## bench: Go benchmarks, then the 10k-session Herald vs Mosquitto load test (report in docs/bench/).
 bench: deps-test build

@@ -79,7 +79,7 @@ test('the demo page connects, shows events live and renders job cards', async ()
   assert.match(channel, /^[A-Za-z0-9_-]{22}$/);
   assert.equal(await page.evaluate(() => window.herald.channel), channel);
   assert.equal(await page.evaluate(() => window.herald.app), 'demo');
-  assert.equal(await page.evaluate(() => window.herald.client.options.protocolVersion), 5);
+  assert.equal(await page.evaluate(() => window.herald.client.mqttClient.options.protocolVersion), 5);
 
   // An x.* event shows up in the log with its id, type and details.
   const hello = eventId();
@@ -176,7 +176,7 @@ test('a dropped connection reconnects by itself with the same session; offline w
   // Drop the socket under MQTT.js: the page's own backoff brings it back and
   // the broker kept the session, so an event sent in the gap arrives.
   const gap = eventId();
-  await page.evaluate(() => window.herald.client.stream.destroy());
+  await page.evaluate(() => window.herald.client.mqttClient.stream.destroy());
   await post({ type: 'x.in-the-gap', id: gap, channel, seq: 1 });
   await page.locator(`#events li[data-event-id="${gap}"]`).waitFor({ timeout: 30_000 });
   await waitConnected(page);
@@ -186,7 +186,7 @@ test('a dropped connection reconnects by itself with the same session; offline w
 
   // Without network the page says offline and does not spin; back online it reconnects.
   await context.setOffline(true);
-  await page.evaluate(() => window.herald.client.stream.destroy());
+  await page.evaluate(() => window.herald.client.mqttClient.stream.destroy());
   await page.waitForSelector('#status[data-state="offline"]', { timeout: 10_000 });
   await context.setOffline(false);
   await waitConnected(page);

@@ -7,7 +7,7 @@
 
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,12 +51,14 @@ async function buildBinary(dir) {
  */
 
 /**
- * Starts (or attaches to) the gateway.
- * @param {{readyTimeoutMs?: number}} [opts]
+ * Starts (or attaches to) the gateway. `config` is YAML written to a file
+ * passed with --config; `env` adds variables. A test that needs either
+ * cannot use a running gateway (HERALD_URL) and starts its own.
+ * @param {{readyTimeoutMs?: number, config?: string, env?: Record<string, string>}} [opts]
  * @returns {Promise<Gateway>}
  */
 export async function startGateway(opts = {}) {
-  if (process.env.HERALD_URL) {
+  if (process.env.HERALD_URL && !opts.config && !opts.env) {
     return {
       url: process.env.HERALD_URL.replace(/\/+$/, ''),
       apiKey: process.env.HERALD_DEMO_API_KEY ?? '',
@@ -76,9 +78,15 @@ export async function startGateway(opts = {}) {
   const url = `http://127.0.0.1:${httpPort}`;
   const dataDir = path.join(tmp, 'data');
 
-  const child = spawn(bin, ['serve', '--http-addr', `127.0.0.1:${httpPort}`, '--data-dir', dataDir], {
+  const args = ['serve', '--http-addr', `127.0.0.1:${httpPort}`, '--data-dir', dataDir];
+  if (opts.config) {
+    const file = path.join(tmp, 'herald.yaml');
+    await writeFile(file, opts.config);
+    args.push('--config', file);
+  }
+  const child = spawn(bin, args, {
     cwd: tmp,
-    env: { ...process.env, HERALD_DEMO_API_KEY: apiKey, HERALD_LOCALAWS_ADDR: `127.0.0.1:${awsPort}` },
+    env: { ...process.env, HERALD_DEMO_API_KEY: apiKey, HERALD_LOCALAWS_ADDR: `127.0.0.1:${awsPort}`, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -127,7 +135,7 @@ export async function startGateway(opts = {}) {
     }
     await sleep(150);
   }
-  return { url, apiKey, external: false, output: () => output, stop };
+  return { url, apiKey, external: false, dataDir, output: () => output, stop };
 }
 
 /** POST /v1/sessions for `app`; returns the parsed 201 body. */

@@ -1,14 +1,11 @@
 // Entry point of the demo page (bundled by esbuild into web/static/dist/app.js).
-// Flow: mint a session → connect MQTT.js to the broker on the channel → show
-// every event live; uploads go straight to the bucket and their job cards
-// follow the job's MQTT events alone.
+// Everything that talks to the gateway is @heraldgw/client: it mints or
+// resumes the session, keeps the MQTT connection, renews the token, dedupes
+// events and follows jobs. This file only renders what it reports.
 
-import mqtt from 'mqtt';
-import { Connection } from './connection.js';
-import { Deduper, parseEnvelope } from './events.js';
+import { contentTypeOf, HeraldClient, workerTimer } from '@heraldgw/client';
 import { JobBoard } from './jobs.js';
 import { EventLog } from './log.js';
-import { contentTypeOf, postToBucket, requestUpload } from './upload.js';
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -24,20 +21,29 @@ const uploadMsg = $('#upload-message');
 
 const log = new EventLog($('#events'), $('#events-empty'));
 const jobs = new JobBoard($('#jobs'), $('#jobs-empty'));
-const deduper = new Deduper();
 
-const STATUS_TEXT = { connecting: 'Connecting', connected: 'Connected', reconnecting: 'Reconnecting', offline: 'Offline' };
+const STATUS_TEXT = { idle: 'Starting', connecting: 'Connecting', connected: 'Connected', reconnecting: 'Reconnecting', offline: 'Offline', closed: 'Closed' };
 
-// Test and console hooks. `client` follows reconnects that mint a new session.
+const client = new HeraldClient({
+  app,
+  // Keepalive ticks from a worker: background tabs throttle page timers.
+  // Built beside this bundle (see the build script in package.json).
+  mqttOptions: { timerVariant: workerTimer(new URL('./timer-worker.js', import.meta.url)) },
+});
+
+// Test and console hooks.
 const herald = {
   app,
-  channel: null,
-  session: null,
-  connection: null,
-  get client() {
-    return this.connection?.client ?? null;
+  client,
+  get channel() {
+    return client.channel;
   },
-  duplicates: 0,
+  get session() {
+    return client.session;
+  },
+  get duplicates() {
+    return client.duplicates;
+  },
 };
 window.herald = herald;
 
@@ -48,14 +54,13 @@ function setStatus(state, detail) {
   document.body.dataset.connection = state;
 }
 
-function showSession(session) {
-  herald.channel = session.channel;
-  herald.session = session;
+function showSession(session, reason) {
   channelEl.textContent = session.channel;
   channelEl.dataset.channel = session.channel;
   topicEl.textContent = session.topic || `apps/${session.app}/channels/${session.channel}/#`;
   expiresEl.textContent = session.expiresAt ? new Date(session.expiresAt).toLocaleString() : '—';
   expiresEl.title = session.expiresAt ?? '';
+  expiresEl.dataset.reason = reason;
   $('#try-curl').textContent = curlExample(session);
   $('#upload').classList.remove('disabled');
   $('#file').disabled = false;
@@ -63,38 +68,17 @@ function showSession(session) {
 
 function curlExample(session) {
   const body = JSON.stringify({ v: 1, type: 'x.hello', id: 'evt_hello_1', channel: session.channel, seq: 1, data: { message: 'hi' } });
-  return `curl -X POST ${window.location.origin}/v1/events \\\n  -H 'Content-Type: application/json' -H "Authorization: Bearer $HERALD_DEMO_API_KEY" \\\n  -d '${body}'`;
+  return `curl -X POST ${window.location.origin}/v1/events \\\n  -H 'Content-Type: application/json' -H "Authorization: Bearer $(cat data/demo-api-key)" \\\n  -d '${body}'`;
 }
 
-function onMessage(topic, payload, packet) {
-  const parsed = parseEnvelope(payload);
-  if (parsed.error) {
-    log.addInvalid(topic, parsed.error);
-    return;
-  }
-  const env = parsed.env;
-  if (!deduper.accept(env.id)) {
-    herald.duplicates++;
-    return;
-  }
-  log.add(env, topic, { retained: packet?.retain });
-  const m = /^apps\/[^/]+\/channels\/[^/]+\/jobs\/([^/]+)$/.exec(topic);
-  if (env.type.startsWith('job.') && (env.jobId || m)) {
-    jobs.apply(env.jobId ? env : { ...env, jobId: m[1] });
-  }
-}
-
-const connection = new Connection({
-  mqtt,
-  app,
-  onState: setStatus,
-  onMessage,
-  onSession: showSession,
-  // Built beside this bundle (see the build script in package.json).
-  timerWorkerURL: new URL('./timer-worker.js', import.meta.url),
+client.on('state', setStatus);
+client.on('session', showSession);
+client.on('event', (env, meta) => log.add(env, meta.topic, { retained: meta.retained }));
+client.on('invalid', ({ topic, error }) => log.addInvalid(topic, error));
+client.jobs.on('*', (env, view) => jobs.show(view));
+client.connect().catch(() => {
+  // Only close() rejects; the state pill shows everything else.
 });
-herald.connection = connection;
-connection.start();
 
 // --- uploads ---------------------------------------------------------------
 
@@ -105,30 +89,29 @@ function say(text, kind = 'info') {
 }
 
 async function uploadFile(file) {
-  const session = herald.session;
-  if (!session) {
+  if (!client.session) {
     say('No session yet: wait for the connection.', 'error');
     return;
   }
-  let target;
+  let jobId = null;
   try {
-    target = await requestUpload(session, file);
+    await client.upload(file, {
+      contentType: contentTypeOf(file),
+      onGrant: (grant) => {
+        say('');
+        jobId = grant.jobId;
+        jobs.startUpload(jobId, file);
+      },
+      onProgress: (loaded, total) => jobs.uploadProgress(jobId, loaded, total),
+    });
+    jobs.uploadDone(jobId);
   } catch (err) {
+    if (jobId) {
+      jobs.uploadFailed(jobId, err.code ?? 'upload_failed', err.message);
+      return;
+    }
     const hint = err.status === 404 || err.code === 'unavailable' ? ' (this gateway runs without uploads)' : '';
     say(`${file.name}: ${err.message}${hint}`, 'error');
-    return;
-  }
-  say('');
-  jobs.startUpload(target.jobId, file);
-  if (Number.isFinite(target.maxBytes) && target.maxBytes > 0 && file.size > target.maxBytes) {
-    jobs.uploadFailed(target.jobId, 'too_large', `the file is larger than the ${target.maxBytes} bytes allowed`);
-    return;
-  }
-  try {
-    await postToBucket(target, file, (loaded, total) => jobs.uploadProgress(target.jobId, loaded, total));
-    jobs.uploadDone(target.jobId);
-  } catch (err) {
-    jobs.uploadFailed(target.jobId, err.code ?? 'upload_failed', err.message);
   }
 }
 
@@ -153,13 +136,13 @@ for (const type of ['dragleave', 'drop']) {
 }
 drop.addEventListener('drop', (e) => {
   e.preventDefault();
-  if (herald.session) uploadAll([...(e.dataTransfer?.files ?? [])]);
+  if (client.session) uploadAll([...(e.dataTransfer?.files ?? [])]);
 });
 
 $('#copy-channel').addEventListener('click', async () => {
-  if (!herald.channel) return;
+  if (!client.channel) return;
   try {
-    await navigator.clipboard.writeText(herald.channel);
+    await navigator.clipboard.writeText(client.channel);
     $('#copy-channel').textContent = 'Copied';
     setTimeout(() => ($('#copy-channel').textContent = 'Copy'), 1500);
   } catch {

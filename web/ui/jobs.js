@@ -2,8 +2,8 @@
 // progress until the file is in the bucket and by MQTT job events after that.
 // Nothing here asks the server anything: the events carry the whole state.
 
+import { JobView } from '@heraldgw/client';
 import { formatBytes, h } from './dom.js';
-import { JobView } from './events.js';
 
 /** Owns the job cards inside #jobs. */
 export class JobBoard {
@@ -54,41 +54,45 @@ export class JobBoard {
    */
   uploadFailed(jobId, code, message) {
     const job = this.get(jobId);
-    job.view.state = 'failed';
-    job.view.error = { code, message };
+    job.uploadError = { code, message };
     this.render(job);
   }
 
-  /** Applies a job.* envelope; creates the card for jobs started elsewhere. */
-  apply(env) {
-    if (!env.jobId) return;
-    const job = this.get(env.jobId);
-    job.view.apply(env);
+  /**
+   * Shows the client's view of a job after one of its events; creates the
+   * card for jobs started elsewhere (POST /v1/jobs, another service).
+   * @param {JobView} view
+   */
+  show(view) {
+    const job = this.get(view.jobId);
+    job.view = view;
     this.render(job);
   }
 
   render(job) {
     const v = job.view;
+    const state = cardState(job);
+    const error = state === 'failed' ? (v.error ?? job.uploadError) : null;
     const name = job.filename || filenameFromKey(v.input?.key) || v.jobId;
     const el = job.el;
-    el.dataset.state = v.state;
+    el.dataset.state = state;
     const parts = [
       h(
         'header',
         { class: 'job-head' },
         h('span', { class: 'job-name', title: name }, name),
-        h('span', { class: `job-state state-${v.state}` }, stateLabel(v.state)),
+        h('span', { class: `job-state state-${state}` }, stateLabel(state)),
       ),
       h('div', { class: 'job-meta' }, h('code', { class: 'job-id' }, v.jobId), job.size ? ` · ${formatBytes(job.size)}` : null),
       this.progressBar(job),
-      v.state === 'completed' ? renderOutputs(v.outputs) : null,
-      v.state === 'failed'
+      state === 'completed' ? renderOutputs(v.outputs) : null,
+      error
         ? h(
             'div',
             { class: 'job-error', role: 'alert' },
-            h('code', { class: 'error-code' }, v.error?.code ?? 'error'),
+            h('code', { class: 'error-code' }, error.code ?? 'error'),
             ' ',
-            h('span', { class: 'error-message' }, v.error?.message ?? ''),
+            h('span', { class: 'error-message' }, error.message ?? ''),
           )
         : null,
       h('div', { class: 'job-timeline' }, v.events.map((e) => h('span', { class: 'tick', title: e.time ?? '' }, `${e.seq ?? '?'} ${e.type.replace(/^job\./, '')}`))),
@@ -101,7 +105,7 @@ export class JobBoard {
     let fraction = null;
     let label = '';
     let kind = 'upload';
-    if (v.state === 'uploading' && job.upload) {
+    if (cardState(job) === 'uploading' && job.upload) {
       fraction = job.upload.total ? job.upload.loaded / job.upload.total : 0;
       label = job.upload.done
         ? 'Uploaded, waiting for the processor…'
@@ -127,6 +131,12 @@ export class JobBoard {
       h('div', { class: 'bar-label' }, label),
     );
   }
+}
+
+// A job with no event yet is still uploading (or its upload failed).
+function cardState(job) {
+  if (job.view.state !== 'pending') return job.view.state;
+  return job.uploadError ? 'failed' : 'uploading';
 }
 
 function stateLabel(state) {

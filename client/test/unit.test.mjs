@@ -1,9 +1,9 @@
-// Unit tests of the page's DOM-free modules (no gateway, no browser).
+// Unit tests of the client's pure parts (no gateway, no browser): backoff,
+// dedupe, envelope parsing, job state and the job API.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { backoffDelay } from '../ui/backoff.js';
-import { Deduper, JobView, parseEnvelope } from '../ui/events.js';
+import { backoffDelay, Deduper, Jobs, JobView, jobIdOfTopic, parseEnvelope } from '../src/index.js';
 
 describe('backoffDelay', () => {
   test('stays within [0, min(cap, base·2^n)] and reaches the cap', () => {
@@ -95,5 +95,78 @@ describe('JobView', () => {
     j.apply(ev(2, 'job.failed', { error: { code: 'unsupported_format', message: 'nope' } }));
     assert.equal(j.state, 'failed');
     assert.equal(j.error.code, 'unsupported_format');
+  });
+});
+
+describe('Jobs', () => {
+  const ev = (seq, type, extra = {}) => ({ v: 1, id: `e${seq}${type}`, jobId: 'j', seq, type, ...extra });
+
+  test('on() replays what arrived before it, by seq, then follows', () => {
+    const jobs = new Jobs();
+    jobs.apply(ev(2, 'job.progress', { progress: { done: 1, total: 2 } }));
+    jobs.apply(ev(1, 'job.accepted'));
+    const got = [];
+    const off = jobs.on('j', (env, view) => got.push(`${env.seq}:${view.state}`));
+    jobs.apply(ev(3, 'job.completed', { outputs: [] }));
+    off();
+    jobs.apply(ev(4, 'job.progress'));
+    assert.deepEqual(got, ['1:progress', '2:progress', '3:completed']);
+  });
+
+  test('"*" follows every job; a throwing listener does not stop the others', () => {
+    const jobs = new Jobs();
+    const got = [];
+    jobs.on('*', () => {
+      throw new Error('listener bug');
+    });
+    jobs.on('*', (env) => got.push(env.jobId));
+    const orig = console.error;
+    console.error = () => {};
+    try {
+      jobs.apply({ ...ev(1, 'job.accepted'), jobId: 'a' });
+      jobs.apply({ ...ev(1, 'job.accepted'), jobId: 'b' });
+    } finally {
+      console.error = orig;
+    }
+    assert.deepEqual(got, ['a', 'b']);
+  });
+
+  test('events() iterates to the terminal event, also when it came first', async () => {
+    const jobs = new Jobs();
+    setTimeout(() => {
+      jobs.apply(ev(1, 'job.accepted'));
+      jobs.apply(ev(2, 'job.failed', { error: { code: 'unsupported_format' } }));
+      jobs.apply(ev(3, 'job.progress'));
+    }, 5);
+    const types = [];
+    for await (const env of jobs.events('j')) types.push(env.type);
+    assert.deepEqual(types, ['job.accepted', 'job.failed']);
+    const again = [];
+    for await (const env of jobs.events('j')) again.push(env.seq);
+    assert.deepEqual(again, [1, 2], 'replay stops at the terminal event');
+    assert.equal((await jobs.wait('j')).type, 'job.failed');
+  });
+
+  test('events() ends with the abort reason', async () => {
+    const jobs = new Jobs();
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new Error('gave up')), 5);
+    await assert.rejects(jobs.wait('never', { signal: ac.signal }), /gave up/);
+  });
+
+  test('remembers at most `limit` jobs, finished ones go first', () => {
+    const jobs = new Jobs(2);
+    jobs.apply({ ...ev(1, 'job.completed'), jobId: 'done' });
+    jobs.apply({ ...ev(1, 'job.accepted'), jobId: 'running' });
+    jobs.apply({ ...ev(1, 'job.accepted'), jobId: 'new' });
+    assert.deepEqual(jobs.all().map((v) => v.jobId), ['running', 'new']);
+  });
+});
+
+describe('jobIdOfTopic', () => {
+  test('only job topics carry a job id', () => {
+    assert.equal(jobIdOfTopic('apps/demo/channels/c/jobs/j1'), 'j1');
+    assert.equal(jobIdOfTopic('apps/demo/channels/c/events'), '');
+    assert.equal(jobIdOfTopic('apps/demo/channels/c/jobs/j1/x'), '');
   });
 });

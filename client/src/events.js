@@ -1,11 +1,22 @@
-// Event bookkeeping that does not touch the DOM: de-duplication by envelope id
-// (MQTT delivery is at-least-once, and retained final events come back on every
-// subscribe) and per-job state that only moves forward by `seq`.
+// Event bookkeeping: de-duplication by envelope id (MQTT delivery is
+// at-least-once, and retained final events come back on every subscribe) and
+// per-job state that only moves forward by `seq`.
 
 /** Job states, in the order a job normally walks through them. */
-export const JOB_STATES = Object.freeze(['uploading', 'accepted', 'progress', 'completed', 'failed']);
+export const JOB_STATES = Object.freeze(['pending', 'accepted', 'progress', 'completed', 'failed']);
 
 const TERMINAL = new Set(['completed', 'failed']);
+
+/** Whether a job state is final (completed or failed). */
+export function isTerminal(state) {
+  return TERMINAL.has(state);
+}
+
+/** The job id of a channel topic `apps/{app}/channels/{channel}/jobs/{jobId}`, or ''. */
+export function jobIdOfTopic(topic) {
+  const m = /^apps\/[^/]+\/channels\/[^/]+\/jobs\/([^/]+)$/.exec(topic ?? '');
+  return m ? m[1] : '';
+}
 
 /** Maps an event type to the job state it puts the job in. */
 export function stateForType(type) {
@@ -73,7 +84,7 @@ export function parseEnvelope(payload) {
 export class JobView {
   constructor(jobId) {
     this.jobId = jobId;
-    this.state = 'uploading';
+    this.state = 'pending';
     this.lastSeq = -Infinity;
     this.events = []; // sorted by seq
     this.progress = null;
