@@ -62,7 +62,7 @@ func (e *Engine) audio(ctx context.Context, j job) (Output, error) {
 		return Output{}, fail(CodeConverterFailed, j.op, fmt.Errorf("no ffmpeg recipe for %s/%s", j.spec.Converter, j.spec.Format))
 	}
 	args = append(args, "-y", "file:"+j.out)
-	if err := e.run(ctx, proc{argv: args, workDir: j.workDir}); err != nil {
+	if err := e.run(ctx, j.proc(nil, args...)); err != nil {
 		return Output{}, ffmpegError(j.op, "ffmpeg", err)
 	}
 	var w, h int
@@ -90,7 +90,7 @@ func (e *Engine) probe(ctx context.Context, j job, demuxer string) (time.Duratio
 	args = append(args, ffmpegInput(demuxer, j.in)...)
 	args = append(args, "-show_entries", "format=duration:stream=codec_type", "-of", "json")
 	stdout := newTail(64 << 10)
-	err := e.runOut(ctx, proc{argv: args, workDir: j.workDir}, stdout)
+	err := e.runOut(ctx, j.proc(nil, args...), stdout)
 	if err != nil {
 		var pe *procError
 		if errors.As(err, &pe) && !pe.resourceFailure() {

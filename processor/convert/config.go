@@ -25,20 +25,30 @@ type Config struct {
 
 	// MemoryLimit caps each converter process's address space (RLIMIT_AS,
 	// set through util-linux prlimit), in bytes. 0 means 2 GiB; negative
-	// turns the limit off (and prlimit is then not needed).
+	// turns the limit off. prlimit is not needed once every limit
+	// (memory, CPU time, file size) is off.
 	MemoryLimit int64 `yaml:"memoryLimit"`
+	// CPUTimeLimit caps each converter process's CPU time (RLIMIT_CPU).
+	// 0 means the conversion's timeout; negative turns it off.
+	CPUTimeLimit time.Duration `yaml:"cpuTimeLimit"`
+	// FileSizeLimit caps each file a converter process writes
+	// (RLIMIT_FSIZE), in bytes. 0 means 1 GiB; negative turns it off.
+	FileSizeLimit int64 `yaml:"fileSizeLimit"`
 	// MaxPixels refuses images whose declared width×height exceeds it,
 	// before any decoding (too_large). 0 means 100 000 000 (100 MP). For
 	// PDF and SVG the declared size at 72 dpi / user units counts.
 	MaxPixels int64 `yaml:"maxPixels"`
 	// MaxDuration refuses longer audio (too_large). 0 means 1 hour.
 	MaxDuration time.Duration `yaml:"maxDuration"`
-	// ImageTimeout and AudioTimeout bound one Convert call, all processes
-	// included. 0 means 60 s and 5 min.
-	ImageTimeout time.Duration `yaml:"imageTimeout"`
-	AudioTimeout time.Duration `yaml:"audioTimeout"`
-	// StderrTail is how many trailing bytes of a failed tool's stderr go
-	// into the error. 0 means 2048.
+	// ImageTimeout, AudioTimeout and CommandTimeout bound one Convert
+	// call, all processes included, by converter (audio covers waveform).
+	// 0 means 60 s, 5 min and 60 s.
+	ImageTimeout   time.Duration `yaml:"imageTimeout"`
+	AudioTimeout   time.Duration `yaml:"audioTimeout"`
+	CommandTimeout time.Duration `yaml:"commandTimeout"`
+	// StderrTail is how many trailing bytes of a failed tool's output
+	// (stderr, and stdout where the tool's stdout is not read) go into the
+	// error. 0 means 2048.
 	StderrTail int `yaml:"stderrTail"`
 	// Nice is the scheduling niceness converter processes run at (1-19),
 	// so that on a busy machine the processor's own short work (queue,
@@ -61,6 +71,22 @@ type Pipeline struct {
 	// "type/*" wildcard. Empty matches every type.
 	MIME    []string     `yaml:"mime"`
 	Outputs []OutputSpec `yaml:"outputs"`
+	// Limits apply to every output of the pipeline; an output's own
+	// Limits override them field by field.
+	Limits Limits `yaml:"limits"`
+}
+
+// Output returns the pipeline's output that writes file (an
+// [OutputSpec.FileName]), with the pipeline's limits folded into the
+// spec's, as [Converter.Convert] expects it.
+func (p Pipeline) Output(file string) (OutputSpec, bool) {
+	for _, o := range p.Outputs {
+		if o.FileName() == file {
+			o.Limits = o.Limits.Or(p.Limits)
+			return o, true
+		}
+	}
+	return OutputSpec{}, false
 }
 
 // Converter names an output's converter.
@@ -74,6 +100,10 @@ const (
 	// ConverterWaveform draws the audio's waveform with ffmpeg's
 	// showwavespic: Format png, Width×Height.
 	ConverterWaveform = "waveform"
+	// ConverterCommand runs the operator's own program, from Command
+	// (argv, never a shell): Format is what it must write (see
+	// [CommandFormats]).
+	ConverterCommand = "command"
 )
 
 // OutputSpec is one output of a pipeline. Its file is Name.Ext(), and the
@@ -97,6 +127,25 @@ type OutputSpec struct {
 	Height int `yaml:"height"`
 	// Color is the waveform's colour as #rrggbb; empty means #3b82f6.
 	Color string `yaml:"color"`
+
+	// Command is a command output's argv. Arguments may contain the
+	// placeholders {input}, {output}, {outputDir} and {format}; each
+	// stays inside its one argument whatever the path holds.
+	Command []string `yaml:"command"`
+	// Files, when set, is a glob (path.Match syntax, no '/') naming the
+	// files a command writes into {outputDir}; every match is an output,
+	// stored as {Name}-{file}. Empty: the command writes {output}.
+	Files string `yaml:"files"`
+	// Env lists what a command gets besides PATH, HOME, TMPDIR and
+	// LC_ALL: "NAME" passes Herald's own value of NAME through (never
+	// AWS_* or HERALD_*), "NAME=value" sets it.
+	Env []string `yaml:"env"`
+	// ExitCodes maps a command's non-zero exit statuses to job.failed
+	// codes, on top of the defaults (65 corrupt_input, 124 timeout,
+	// anything else converter_failed).
+	ExitCodes map[int]Code `yaml:"exitCodes"`
+	// Limits override the pipeline's and Config's for this output.
+	Limits Limits `yaml:"limits"`
 }
 
 // formatInfo is what a format means on disk.
@@ -117,6 +166,7 @@ var formats = map[string]map[string]formatInfo{
 	ConverterWaveform: {
 		"png": {"png", "image/png"},
 	},
+	ConverterCommand: commandFormats(),
 }
 
 // Ext is the output file's extension without the dot ("webp", "jpg").
@@ -142,6 +192,15 @@ func (o OutputSpec) Validate() error {
 	}
 	if _, ok := fs[o.Format]; !ok {
 		return fmt.Errorf("output %s: converter %s has no format %q", o.Name, o.Converter, o.Format)
+	}
+	if err := o.Limits.Validate(); err != nil {
+		return fmt.Errorf("output %s: limits: %w", o.Name, err)
+	}
+	if o.Converter == ConverterCommand {
+		return o.validateCommand()
+	}
+	if len(o.Command) > 0 || o.Files != "" || len(o.Env) > 0 || len(o.ExitCodes) > 0 {
+		return fmt.Errorf("output %s: command, files, env and exitCodes belong to converter %s only", o.Name, ConverterCommand)
 	}
 	switch {
 	case o.Size < 0 || o.Size > 8192:
@@ -274,6 +333,9 @@ func validatePipelines(ps []Pipeline) error {
 	for i, p := range ps {
 		if len(p.Outputs) == 0 {
 			return fmt.Errorf("pipeline %d (%s): no outputs", i, p.Name)
+		}
+		if err := p.Limits.Validate(); err != nil {
+			return fmt.Errorf("pipeline %d (%s): limits: %w", i, p.Name, err)
 		}
 		seen := map[string]bool{}
 		for _, o := range p.Outputs {

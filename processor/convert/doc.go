@@ -1,6 +1,7 @@
 // Package convert turns one uploaded file into the outputs a pipeline names,
-// with native tools: libvips (`vips thumbnail`, `vipsheader`) for images and
-// ffmpeg/ffprobe for audio.
+// with native tools: libvips (`vips thumbnail`, `vipsheader`) for images,
+// ffmpeg/ffprobe for audio, and the operator's own programs for `command`
+// outputs.
 //
 // # Using it
 //
@@ -30,9 +31,24 @@
 //     dies with Herald;
 //   - with a minimal environment (no credentials), TMPDIR and cwd in the
 //     job's work dir, stdin from /dev/null;
-//   - under an address-space limit (RLIMIT_AS via util-linux prlimit,
-//     Config.MemoryLimit, default 2 GiB);
+//   - under [Limits] set through util-linux prlimit: address space
+//     (RLIMIT_AS, default 2 GiB), CPU time (RLIMIT_CPU, default the
+//     timeout) and file size (RLIMIT_FSIZE, default 1 GiB), at niceness
+//     10, within a wall-clock timeout; each can be set per pipeline and
+//     per output;
 //   - with only a bounded tail of its output kept.
+//
+// Command outputs run the same way. Their argv comes from the config with
+// the placeholders {input}, {output}, {outputDir} and {format} replaced in
+// one pass, each within its own argument, so no file name can add
+// arguments or reach a shell. The command gets a private directory (its
+// cwd, HOME and TMPDIR) holding a copy of the input and an empty output
+// directory, and only the environment its Env allow-list names. What it
+// writes must be regular files whose sniffed type is the declared format
+// (else wrong_output_format); they are probed for size or duration like
+// built-in outputs. Exit statuses map to failure codes through ExitCodes
+// and the defaults (65 corrupt_input, 124 timeout); hitting the CPU-time
+// limit is a timeout.
 //
 // Images: the type is sniffed from magic bytes and must be claimed by the
 // expected libvips loader. For JPEG, PNG, GIF, WebP, TIFF and HEIF/AVIF the

@@ -37,9 +37,17 @@ type Output struct {
 	// Width and Height are the pixel size of image and waveform outputs,
 	// read back from the written file.
 	Width, Height int
-	// Duration is the input's duration for audio and waveform outputs.
+	// Duration is the input's duration for audio and waveform outputs,
+	// and the written file's for audio command outputs.
 	Duration time.Duration
 	Bytes    int64
+	// Parts are the files of a command output with Files (a glob), in
+	// name order, each named {Name}-{file} without its extension; the
+	// other fields are then zero. Nil for every other output.
+	Parts []Output
+	// CPU is the CPU time (user and system) the conversion's processes
+	// used.
+	CPU time.Duration
 }
 
 // Converter makes one output from one input. Outputs of a job are
@@ -49,7 +57,8 @@ type Converter interface {
 	Convert(ctx context.Context, req Request) (Output, error)
 }
 
-// Engine is the built-in [Converter]: libvips for images, ffmpeg for audio.
+// Engine is the [Converter]: libvips for images, ffmpeg for audio, and the
+// operator's own programs for command outputs.
 // It is safe for concurrent use; it holds no per-call state.
 type Engine struct {
 	cfg     Config
@@ -58,7 +67,7 @@ type Engine struct {
 	header  string
 	ffmpeg  string
 	ffprobe string
-	prlimit string // empty when MemoryLimit < 0
+	prlimit string // empty when no output has a limit on
 	// loaders is the set of libvips loader operation names in this build.
 	loaders map[string]bool
 }
@@ -66,9 +75,10 @@ type Engine struct {
 var _ Converter = (*Engine)(nil)
 
 // New checks the tools and pipelines and returns an Engine. It fails when a
-// tool is missing (prlimit is only needed while MemoryLimit ≥ 0) or a
-// pipeline is invalid, so a misconfigured processor stops at start-up
-// rather than failing every job.
+// tool is missing (prlimit is only needed while some limit is on; each
+// command output's program must be found) or a pipeline is invalid, so a
+// misconfigured processor stops at start-up rather than failing every
+// job.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -88,10 +98,23 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Engine, error) {
 		}
 		*t.dst = p
 	}
-	if cfg.MemoryLimit > 0 {
+	needPrlimit := e.limitsFor(OutputSpec{}).enabled()
+	for _, pl := range cfg.Pipelines {
+		for _, o := range pl.Outputs {
+			o, _ = pl.Output(o.FileName())
+			needPrlimit = needPrlimit || e.limitsFor(o).enabled()
+			if o.Converter != ConverterCommand {
+				continue
+			}
+			if _, err := exec.LookPath(o.Command[0]); err != nil {
+				return nil, fmt.Errorf("convert: pipeline %s, output %s: find %s: %w", pl.Name, o.Name, o.Command[0], err)
+			}
+		}
+	}
+	if needPrlimit {
 		p, err := exec.LookPath(cfg.Prlimit)
 		if err != nil {
-			return nil, fmt.Errorf("convert: find %s (needed for memoryLimit; set it negative to run without): %w", cfg.Prlimit, err)
+			return nil, fmt.Errorf("convert: find %s (needed for memoryLimit, cpuTimeLimit and fileSizeLimit; set them negative to run without): %w", cfg.Prlimit, err)
 		}
 		e.prlimit = p
 	}
@@ -117,6 +140,9 @@ func (c Config) withDefaults() Config {
 	if c.MemoryLimit == 0 {
 		c.MemoryLimit = 2 << 30
 	}
+	if c.FileSizeLimit == 0 {
+		c.FileSizeLimit = 1 << 30
+	}
 	if c.MaxPixels == 0 {
 		c.MaxPixels = 100_000_000
 	}
@@ -128,6 +154,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AudioTimeout == 0 {
 		c.AudioTimeout = 5 * time.Minute
+	}
+	if c.CommandTimeout == 0 {
+		c.CommandTimeout = time.Minute
 	}
 	if c.StderrTail == 0 {
 		c.StderrTail = 2048
@@ -203,33 +232,52 @@ func (e *Engine) Convert(ctx context.Context, req Request) (Output, error) {
 		return Output{}, fail(CodeUnsupportedFormat, op, errors.New("input type not recognised"))
 	}
 
-	j := job{in: in, workDir: wd, typ: typ, spec: spec, out: filepath.Join(wd, spec.FileName()), op: op}
+	j := job{in: in, workDir: wd, typ: typ, spec: spec, out: filepath.Join(wd, spec.FileName()), op: op,
+		limits: e.limitsFor(spec), cpu: new(time.Duration)}
 	start := time.Now()
-	var out Output
-	switch spec.Converter {
-	case ConverterImage:
-		ctx, cancel := context.WithTimeout(ctx, e.cfg.ImageTimeout)
-		defer cancel()
-		out, err = e.image(ctx, j)
-	case ConverterAudio, ConverterWaveform:
-		ctx, cancel := context.WithTimeout(ctx, e.cfg.AudioTimeout)
-		defer cancel()
-		out, err = e.audio(ctx, j)
-	}
+	out, err := e.convert(ctx, j)
 	if err != nil {
 		_ = os.Remove(j.out)
 		err = e.classify(ctx, op, err)
+		var ce *Error
+		if errors.As(err, &ce) {
+			ce.CPU = *j.cpu
+		}
 		e.log.LogAttrs(ctx, slog.LevelWarn, "convert failed",
 			slog.String("output", op), slog.String("input_type", typ.MIME),
 			slog.String("code", string(CodeOf(err))), slog.Duration("elapsed", time.Since(start)),
 			slog.String("error", err.Error()))
 		return Output{}, err
 	}
+	out.CPU = *j.cpu
 	e.log.LogAttrs(ctx, slog.LevelDebug, "converted",
 		slog.String("output", op), slog.String("input_type", typ.MIME),
-		slog.Int("width", out.Width), slog.Int("height", out.Height),
-		slog.Int64("bytes", out.Bytes), slog.Duration("elapsed", time.Since(start)))
+		slog.Int("width", out.Width), slog.Int("height", out.Height), slog.Int("parts", len(out.Parts)),
+		slog.Int64("bytes", out.Bytes), slog.Duration("cpu", out.CPU), slog.Duration("elapsed", time.Since(start)))
 	return out, nil
+}
+
+// convert runs j's converter under its timeout.
+func (e *Engine) convert(ctx context.Context, j job) (Output, error) {
+	ctx, cancel := context.WithTimeout(ctx, j.limits.Timeout)
+	defer cancel()
+	switch j.spec.Converter {
+	case ConverterImage:
+		return e.image(ctx, j)
+	case ConverterAudio, ConverterWaveform:
+		return e.audio(ctx, j)
+	}
+	outs, err := e.command(ctx, j)
+	switch {
+	case err != nil:
+		for _, o := range outs {
+			_ = os.Remove(o.Path)
+		}
+		return Output{}, err
+	case j.spec.Files == "":
+		return outs[0], nil
+	}
+	return Output{Name: j.spec.Name, ContentType: j.spec.ContentType(), Parts: outs}, nil
 }
 
 // job is one Convert call's resolved inputs.
@@ -237,6 +285,14 @@ type job struct {
 	in, workDir, out, op string
 	typ                  sniff.Type
 	spec                 OutputSpec
+	limits               Limits
+	// cpu adds up the CPU time of the call's processes.
+	cpu *time.Duration
+}
+
+// proc is a process of the job, under its limits.
+func (j job) proc(env []string, argv ...string) proc {
+	return proc{argv: argv, workDir: j.workDir, extraEnv: env, limits: j.limits, cpu: j.cpu}
 }
 
 // classify turns context ends into their codes. Errors that are already

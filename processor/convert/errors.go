@@ -3,6 +3,7 @@ package convert
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Code classifies a conversion failure. The processor puts it into the
@@ -26,6 +27,9 @@ const (
 	// CodeConverterFailed: anything else, including a converter crash or
 	// its memory limit being hit.
 	CodeConverterFailed Code = "converter_failed"
+	// CodeWrongFormat: a command output wrote a file that is not of its
+	// declared format (sniffed), or that does not read as one.
+	CodeWrongFormat Code = "wrong_output_format"
 )
 
 // Error is the error type every conversion failure is reported as.
@@ -37,6 +41,9 @@ type Error struct {
 	// of its stderr. Paths inside the job's work dir are shown relative to
 	// it, so the message can be shown to the uploader.
 	Err error
+	// CPU is the CPU time the conversion's processes used before it
+	// failed.
+	CPU time.Duration
 }
 
 func (e *Error) Error() string {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +23,10 @@ type proc struct {
 	workDir string
 	// extraEnv is added to the minimal environment.
 	extraEnv []string
+	// limits bound the process; zero means the Config's.
+	limits Limits
+	// cpu, when set, has the process's CPU time added to it.
+	cpu *time.Duration
 }
 
 // procError is a converter process that did not exit 0.
@@ -76,10 +79,10 @@ func (e *procError) signaled() bool {
 
 // run starts p and waits for it. The process runs in its own process group
 // with a minimal environment (nothing of Herald's, so no credentials leak
-// into a decoder), stdin from /dev/null, under the address-space limit when
-// one is configured. When ctx ends, the whole group is killed, so helpers
-// the tool forked die too. The returned error is a *procError, or ctx's
-// error when ctx ended first.
+// into a decoder), stdin from /dev/null, under the address-space, CPU-time
+// and file-size limits that are on, at the configured niceness. When ctx
+// ends, the whole group is killed, so helpers the tool forked die too. The
+// returned error is a *procError, or ctx's error when ctx ended first.
 func (e *Engine) run(ctx context.Context, p proc) error {
 	return e.runOut(ctx, p, nil)
 }
@@ -87,11 +90,18 @@ func (e *Engine) run(ctx context.Context, p proc) error {
 // runOut is run with the tool's stdout going to stdout (when not nil)
 // instead of into the stderr tail.
 func (e *Engine) runOut(ctx context.Context, p proc, stdout io.Writer) error {
+	lim := p.limits
+	if lim == (Limits{}) {
+		lim = e.limitsFor(OutputSpec{})
+	}
 	argv := p.argv
-	if e.prlimit != "" {
-		// prlimit sets the limit on itself and then execs the tool, so
+	if lim.enabled() {
+		if e.prlimit == "" {
+			return errors.New("convert: limits are on but prlimit was not looked up")
+		}
+		// prlimit sets the limits on itself and then execs the tool, so
 		// the tool keeps prlimit's pid and process group.
-		argv = append([]string{e.prlimit, "--as=" + strconv.FormatInt(e.cfg.MemoryLimit, 10), "--"}, argv...)
+		argv = append(append(append([]string{e.prlimit}, lim.prlimitArgs()...), "--"), argv...)
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = p.workDir
@@ -101,7 +111,7 @@ func (e *Engine) runOut(ctx context.Context, p proc, stdout io.Writer) error {
 		"TMPDIR=" + p.workDir,
 		"LC_ALL=C",
 	}, p.extraEnv...)
-	stderr := newTail(e.cfg.StderrTail)
+	stderr := newTail(lim.StderrTail)
 	cmd.Stdout = stderr
 	if stdout != nil {
 		cmd.Stdout = stdout
@@ -117,13 +127,17 @@ func (e *Engine) runOut(ctx context.Context, p proc, stdout io.Writer) error {
 
 	err := cmd.Start()
 	if err == nil {
-		if e.cfg.Nice > 0 {
+		if lim.Nice > 0 {
 			// Set right after exec, before the tool starts its worker
 			// threads (they inherit it). Best effort: a failure only
 			// leaves the default priority.
-			_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, e.cfg.Nice)
+			_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, lim.Nice)
 		}
 		err = cmd.Wait()
+		if p.cpu != nil && cmd.ProcessState != nil {
+			// Includes the children it waited for.
+			*p.cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
 	}
 	// A tool that exited may still have left children in its group.
 	_ = killGroup(cmd)

@@ -73,12 +73,8 @@ func (e *Engine) image(ctx context.Context, j job) (Output, error) {
 	}
 
 	size := strconv.Itoa(j.spec.Size)
-	err = e.run(ctx, proc{
-		argv: []string{e.vips, "thumbnail", j.in, j.out + saveOptions(j.spec), size,
-			"--height", size, "--size", "down", "--fail-on", "error"},
-		workDir:  j.workDir,
-		extraEnv: env,
-	})
+	err = e.run(ctx, j.proc(env, e.vips, "thumbnail", j.in, j.out+saveOptions(j.spec), size,
+		"--height", size, "--size", "down", "--fail-on", "error"))
 	if err != nil {
 		return Output{}, vipsError(j.op, "vips thumbnail", err)
 	}
@@ -126,7 +122,7 @@ func (e *Engine) imageSize(ctx context.Context, j job, ld imageLoader, env []str
 
 	// vipsheader prints "<path>: <w>x<h> <format>, <n> bands, <interp>, <loader>".
 	stdout := newTail(4096)
-	err := e.runOut(ctx, proc{argv: []string{e.header, j.in}, workDir: j.workDir, extraEnv: env}, stdout)
+	err := e.runOut(ctx, j.proc(env, e.header, j.in), stdout)
 	if err != nil {
 		var pe *procError
 		if errors.As(err, &pe) && !pe.resourceFailure() {
