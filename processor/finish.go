@@ -69,8 +69,11 @@ func (p *Processor) readFinal(ctx context.Context, k job.Key) (*finalMarker, err
 }
 
 // end writes the final marker for e and publishes e, unless another
-// step ended the job first.
-func (p *Processor) end(ctx context.Context, k job.Key, writer string, e *event.Envelope) error {
+// step ended the job first. The step that ends the job writes the job's
+// one INFO log line and counts it in the metrics; cost is what its
+// conversions took.
+func (p *Processor) end(ctx context.Context, st *State, writer string, e *event.Envelope, cost usage) error {
+	k := st.job()
 	err := p.putJSON(ctx, p.finalMarkerKey(k), finalMarker{Writer: writer, Event: e}, true)
 	switch {
 	case isPreconditionFailed(err):
@@ -79,7 +82,7 @@ func (p *Processor) end(ctx context.Context, k job.Key, writer string, e *event.
 			return err
 		}
 		if fm == nil || fm.Writer != writer {
-			p.log.LogAttrs(ctx, slog.LevelInfo, "job already ended by another step", slog.String("job", k.JobID),
+			p.log.LogAttrs(ctx, slog.LevelDebug, "job already ended by another step", slog.String("job", k.JobID),
 				slog.String("step", writer), slog.String("type", e.Type))
 			return nil
 		}
@@ -90,50 +93,71 @@ func (p *Processor) end(ctx context.Context, k job.Key, writer string, e *event.
 	if err := p.publish(ctx, e); err != nil {
 		return err
 	}
-	attrs := []slog.Attr{slog.String("job", k.JobID), slog.String("app", k.App), slog.String("channel", k.Channel),
-		slog.String("type", e.Type), slog.String("event_id", e.ID)}
-	if e.Error != nil {
-		attrs = append(attrs, slog.String("code", e.Error.Code), slog.String("error", e.Error.Message))
-	}
-	p.log.LogAttrs(ctx, slog.LevelInfo, "job ended", attrs...)
+	p.jobEnded(ctx, st, e, cost)
 	return nil
+}
+
+// jobEnded logs the job's one INFO line and counts it.
+func (p *Processor) jobEnded(ctx context.Context, st *State, e *event.Envelope, cost usage) {
+	outcome, code := outcomeCompleted, ""
+	if e.Error != nil {
+		outcome, code = outcomeFailed, e.Error.Code
+	}
+	now := p.cfg.Now()
+	p.metrics.jobEnded(st.App, st.Pipeline, outcome, code, st.EventTime, now)
+	attrs := []slog.Attr{slog.String("app", st.App), slog.String("channel", st.Channel), slog.String("job", st.JobID),
+		slog.String("pipeline", st.Pipeline), slog.String("outcome", outcome)}
+	if e.Error != nil {
+		attrs = append(attrs, slog.String("code", code), slog.String("error", e.Error.Message))
+	}
+	if !st.EventTime.IsZero() {
+		attrs = append(attrs, slog.Duration("elapsed", max(now.Sub(st.EventTime), 0)))
+	}
+	attrs = append(attrs, slog.Duration("convert", cost.convert), slog.Duration("cpu", cost.cpu),
+		slog.String("input_type", st.Input.MIME), slog.Int64("input_bytes", st.Input.Size), slog.Int("outputs", len(e.Outputs)))
+	p.log.LogAttrs(ctx, slog.LevelInfo, "job", attrs...)
 }
 
 // fail ends the job with job.failed. Conversion failures are
 // deterministic, so the step's message is deleted after this returns nil.
 func (p *Processor) fail(ctx context.Context, st *State, code convert.Code, msg string) error {
+	return p.failAfter(ctx, st, code, msg, usage{})
+}
+
+// failAfter is fail for a step whose conversion ran at cost.
+func (p *Processor) failAfter(ctx context.Context, st *State, code convert.Code, msg string, cost usage) error {
 	e := p.envelope(st, event.TypeFailed, st.stepID(), int64(len(st.Outputs)+2), nil)
 	e.Error = &event.Error{Code: string(code), Message: truncate(msg, 1024)}
-	return p.end(ctx, st.job(), st.stepID(), e)
+	return p.end(ctx, st, st.stepID(), e, cost)
 }
 
 // complete ends the job with job.completed; outs are the records of
-// every output, in pipeline order.
-func (p *Processor) complete(ctx context.Context, st *State, outs []event.Output) error {
+// every output, in pipeline order, and cost what they took.
+func (p *Processor) complete(ctx context.Context, st *State, outs []event.Output, cost usage) error {
 	if err := p.sign(ctx, outs); err != nil {
 		return err
 	}
-	e := p.envelope(st, event.TypeCompleted, st.stepID(), int64(len(st.Outputs)+2), &event.Progress{Done: len(outs), Total: len(st.Outputs)})
+	e := p.envelope(st, event.TypeCompleted, st.stepID(), int64(len(st.Outputs)+2), &event.Progress{Done: len(st.Outputs), Total: len(st.Outputs)})
 	e.Outputs = outs
-	return p.end(ctx, st.job(), st.stepID(), e)
+	return p.end(ctx, st, st.stepID(), e, cost)
 }
 
-// storedOutputs reads the record of every output of the job, all at once
+// outputs reads the record of every output file of job k, all at once
 // (this is on the path from the last output to the browser's
 // job.completed), and counts the stored ones. An output object is
 // written in one PUT together with its record, so a record means that
-// output is done. HEADs of known keys rather than a listing keep the
-// processor's S3 permissions to reading and writing objects.
-func (p *Processor) storedOutputs(ctx context.Context, st *State) (outs []event.Output, done int, err error) {
-	outs = make([]event.Output, len(st.Outputs))
-	found := make([]bool, len(st.Outputs))
-	errs := make([]error, len(st.Outputs))
+// output is done. HEADs and GETs of known keys rather than a listing keep
+// the processor's S3 permissions to reading and writing objects.
+func (r records) outputs(ctx context.Context, k job.Key, files []string, group func(file string) bool) (recs []outputRecord, done int, err error) {
+	recs = make([]outputRecord, len(files))
+	found := make([]bool, len(files))
+	errs := make([]error, len(files))
 	var wg sync.WaitGroup
-	for i, file := range st.Outputs {
+	for i, file := range files {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[i], found[i], errs[i] = p.storedOutput(ctx, st, file)
+			recs[i], found[i], errs[i] = r.output(ctx, k, file, group(file))
 		}()
 	}
 	wg.Wait()
@@ -145,7 +169,22 @@ func (p *Processor) storedOutputs(ctx context.Context, st *State) (outs []event.
 			done++
 		}
 	}
-	return outs, done, nil
+	return recs, done, nil
+}
+
+// storedOutputs reads the job's output records: outs lists every file in
+// pipeline order (a group's parts in place of its entry), done counts the
+// outputs stored, cost sums what they took to make.
+func (p *Processor) storedOutputs(ctx context.Context, st *State) (outs []event.Output, done int, cost usage, err error) {
+	recs, done, err := p.records.outputs(ctx, st.job(), st.Outputs, func(file string) bool { return p.isGroup(st.Pipeline, file) })
+	if err != nil {
+		return nil, 0, usage{}, err
+	}
+	for _, r := range recs {
+		outs = append(outs, r.outs...)
+		cost = cost.add(r.cost)
+	}
+	return outs, done, cost, nil
 }
 
 // sign fills the presigned GET URL of each output.

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldgw/herald/bridge"
 	"github.com/heraldgw/herald/broker"
@@ -51,6 +52,7 @@ type env struct {
 	proc     *Processor
 	events   *recorder
 	logs     *logBuffer
+	metrics  *prometheus.Registry
 	channel  string
 	stop     func()
 }
@@ -72,7 +74,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	logs := &logBuffer{}
-	log := slog.New(slog.NewJSONHandler(io.MultiWriter(logs, testWriter(t)), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(logs, testWriter(t)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	srv, err := localaws.New(localaws.Config{Notify: []localaws.NotifyRule{
 		{ID: "herald-uploads", Prefix: job.UploadsPrefix},
@@ -110,20 +112,24 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 		t.Fatal(err)
 	}
 
-	eng, err := convert.New(ctx, convert.Config{}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	presign := s3.NewPresignClient(e.s3)
+	e.metrics = prometheus.NewRegistry()
 	cfg := Config{
 		S3: e.s3, Presigner: presign, Queue: e.sqs, QueueURL: e.queueURL, Bucket: localaws.DefaultBucket,
-		Converter: eng, Publisher: bridge.NewEmbedded(b), Logger: log,
+		Publisher: bridge.NewEmbedded(b), Logger: log, Metrics: e.metrics, QueueSampleInterval: 250 * time.Millisecond,
 		WaitTime: 2 * time.Second, Visibility: 5 * time.Second, Heartbeat: time.Second, DrainTimeout: 10 * time.Second,
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if e.intake, err = NewIntake(IntakeConfig{S3: e.s3, Presigner: presign, Queue: e.sqs, QueueURL: e.queueURL, Bucket: localaws.DefaultBucket, Logger: log}); err != nil {
+	// The converter is built from the pipelines the options chose.
+	eng, err := convert.New(ctx, convert.Config{Pipelines: cfg.Pipelines}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Converter = eng
+	if e.intake, err = NewIntake(IntakeConfig{S3: e.s3, Presigner: presign, Queue: e.sqs, QueueURL: e.queueURL, Bucket: localaws.DefaultBucket,
+		Pipelines: cfg.Pipelines, Logger: log}); err != nil {
 		t.Fatal(err)
 	}
 	if e.proc, err = New(cfg); err != nil {

@@ -129,7 +129,7 @@ func (in *Intake) GrantUpload(ctx context.Context, req job.UploadRequest) (job.U
 		fields[k] = v
 	}
 	fields["Content-Type"] = ct
-	in.log.LogAttrs(ctx, slog.LevelInfo, "upload granted", slog.String("app", req.App), slog.String("channel", req.Channel),
+	in.log.LogAttrs(ctx, slog.LevelDebug, "upload granted", slog.String("app", req.App), slog.String("channel", req.Channel),
 		slog.String("job", jobID), slog.String("key", key), slog.String("content_type", ct), slog.Int64("size", req.Size))
 	return job.UploadGrant{
 		JobID: jobID, Key: key, URL: post.URL, Fields: fields, ContentType: ct,
@@ -165,7 +165,8 @@ func (in *Intake) SubmitJob(ctx context.Context, req job.Request) (string, error
 	st := &State{
 		Herald: stateMarker, V: stateVersion, App: req.App, Channel: req.Channel, JobID: jobID,
 		Step: StepStart, Source: SourceSubmit,
-		Input: StateInput{Bucket: req.Bucket, Key: req.Key, Size: aws.ToInt64(head.ContentLength)},
+		Input:     StateInput{Bucket: req.Bucket, Key: req.Key, Size: aws.ToInt64(head.ContentLength)},
+		EventTime: in.cfg.Now().UTC(),
 	}
 	if err := st.validate(); err != nil {
 		return "", fmt.Errorf("%w: %w", err, job.ErrInvalid)
@@ -173,7 +174,7 @@ func (in *Intake) SubmitJob(ctx context.Context, req job.Request) (string, error
 	if err := sendState(ctx, in.cfg.Queue, in.cfg.QueueURL, st); err != nil {
 		return "", err
 	}
-	in.log.LogAttrs(ctx, slog.LevelInfo, "job submitted", slog.String("app", req.App), slog.String("channel", req.Channel),
+	in.log.LogAttrs(ctx, slog.LevelDebug, "job submitted", slog.String("app", req.App), slog.String("channel", req.Channel),
 		slog.String("job", jobID), slog.String("bucket", req.Bucket), slog.String("key", req.Key))
 	return jobID, nil
 }

@@ -32,6 +32,10 @@ type Manifest struct {
 	Input   *event.Object  `json:"input,omitempty"`
 }
 
+// pipelineExternal names, in logs and metrics, the jobs an external
+// converter finished.
+const pipelineExternal = "external"
+
 // ParseManifest decodes and checks the manifest stored at key.
 func ParseManifest(key string, b []byte) (*Manifest, error) {
 	k, err := job.ParseManifestKey(key)
@@ -81,7 +85,7 @@ func (p *Processor) manifest(ctx context.Context, k job.Key, bucket, key string)
 		return nil
 	}
 	st := &State{Herald: stateMarker, V: stateVersion, App: k.App, Channel: k.Channel, JobID: k.JobID, Source: SourceUpload,
-		Step: StepStart, Input: StateInput{Bucket: bucket, Key: key}}
+		Step: StepStart, Input: StateInput{Bucket: bucket, Key: key}, Pipeline: pipelineExternal}
 	const writer = "manifest"
 	m, err := ParseManifest(key, raw)
 	if err != nil {
@@ -90,13 +94,13 @@ func (p *Processor) manifest(ctx context.Context, k job.Key, bucket, key string)
 		e := p.envelope(st, event.TypeFailed, writer, 2, nil)
 		e.Input = nil
 		e.Error = &event.Error{Code: string(convert.CodeConverterFailed), Message: truncate(err.Error(), 1024)}
-		return p.end(ctx, k, writer, e)
+		return p.end(ctx, st, writer, e, usage{})
 	}
 	if err := p.sign(ctx, m.Outputs); err != nil {
 		return err
 	}
 	e := p.envelope(st, event.TypeCompleted, writer, int64(len(m.Outputs)+2), &event.Progress{Done: len(m.Outputs), Total: len(m.Outputs)})
 	e.Input, e.Outputs = m.Input, m.Outputs
-	p.log.LogAttrs(ctx, slog.LevelInfo, "manifest read", slog.String("job", k.JobID), slog.Int("outputs", len(m.Outputs)))
-	return p.end(ctx, k, writer, e)
+	p.log.LogAttrs(ctx, slog.LevelDebug, "manifest read", slog.String("job", k.JobID), slog.Int("outputs", len(m.Outputs)))
+	return p.end(ctx, st, writer, e, usage{})
 }

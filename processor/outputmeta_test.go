@@ -37,7 +37,7 @@ func TestStoredOutputIsNotRedone(t *testing.T) {
 		Input: StateInput{Bucket: localaws.DefaultBucket, Key: inKey, Size: 1}}
 	k := st.job()
 	done := []byte("stored before a crash")
-	put(k.OutputKey("thumb-256.webp"), done, outputMeta(jobID, event.Output{Name: "thumb-256", Width: 7, Height: 5}))
+	put(k.OutputKey("thumb-256.webp"), done, outputMeta(jobID, event.Output{Name: "thumb-256", Width: 7, Height: 5}, usage{}))
 	put(k.OutputKey("thumb-256.jpg"), []byte("not ours"), nil)
 	for _, file := range st.Outputs {
 		s := st

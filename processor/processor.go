@@ -8,11 +8,13 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldgw/herald/event"
 	"github.com/heraldgw/herald/job"
@@ -86,7 +88,15 @@ type Config struct {
 	// than a quarter of it are not cached. The cache lives in a directory
 	// under WorkDir that Run removes when it returns.
 	InputCacheBytes int64
-	Logger          *slog.Logger
+	// Metrics registers the processor's metrics (herald_processor_*); nil
+	// registers none.
+	Metrics prometheus.Registerer
+	// QueueSampleInterval is how often the queue's depth is read with
+	// GetQueueAttributes for the herald_processor_queue_messages gauges
+	// (and the redrive policy, to count messages left for the dead-letter
+	// queue); default 15 s, negative turns sampling off.
+	QueueSampleInterval time.Duration
+	Logger              *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -134,6 +144,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MarkerPrefix == "" {
 		c.MarkerPrefix = job.RecordsPrefix
 	}
+	if c.QueueSampleInterval == 0 {
+		c.QueueSampleInterval = 15 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -151,7 +164,14 @@ type Processor struct {
 	// convSlots holds one token per running conversion.
 	convSlots chan struct{}
 	// inputs is the input cache while Run runs; nil when turned off.
-	inputs *inputCache
+	inputs  *inputCache
+	metrics *metrics
+	records records
+	// maxReceive is the queue's maxReceiveCount (0: no redrive policy
+	// known); dlqURL and dlqARN are its dead-letter queue, used by the
+	// sampler only.
+	maxReceive     atomic.Int64
+	dlqURL, dlqARN string
 }
 
 // New checks cfg and returns a Processor; Run starts it.
@@ -160,7 +180,12 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Processor{cfg: cfg, log: cfg.Logger, convSlots: make(chan struct{}, cfg.Conversions)}, nil
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("processor metrics: %w", err)
+	}
+	return &Processor{cfg: cfg, log: cfg.Logger, convSlots: make(chan struct{}, cfg.Conversions), metrics: m,
+		records: records{s3: cfg.S3, bucket: cfg.Bucket, markerPrefix: cfg.MarkerPrefix}}, nil
 }
 
 // Run receives and handles messages until ctx ends, then stops receiving
@@ -184,8 +209,20 @@ func (p *Processor) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	slots := make(chan struct{}, p.cfg.Workers)
 	var wg sync.WaitGroup
+	if p.cfg.QueueSampleInterval > 0 {
+		// The first sample learns the redrive policy before any message
+		// is handled.
+		if err := p.sampleOnce(ctx); err != nil {
+			p.log.Warn("queue attributes not sampled", "queue", p.cfg.QueueURL, "err", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.sampleQueue(ctx)
+		}()
+	}
+	slots := make(chan struct{}, p.cfg.Workers)
 	backoff := time.Duration(0)
 	p.log.Info("processor started", "queue", p.cfg.QueueURL, "workers", p.cfg.Workers, "conversions", p.cfg.Conversions)
 receive:
@@ -234,6 +271,7 @@ receive:
 			continue
 		}
 		backoff = 0
+		p.metrics.received.Add(float64(len(msgs)))
 		for _, m := range msgs {
 			wg.Add(1)
 			go func() {
@@ -267,6 +305,9 @@ func (p *Processor) handle(ctx context.Context, m types.Message) {
 		// dead-letter queue.
 		p.log.Warn("malformed message left for the dead-letter queue", "message_id", id,
 			"receive_count", receiveCount(m), "err", err)
+		if p.leftForRedrive(m) {
+			p.metrics.redriven.Inc()
+		}
 		return
 	}
 	hbCtx, stopHB := context.WithCancel(ctx)
@@ -286,6 +327,8 @@ func (p *Processor) handle(ctx context.Context, m types.Message) {
 	case err == nil:
 		if _, err := p.cfg.Queue.DeleteMessage(bg, &sqs.DeleteMessageInput{QueueUrl: aws.String(p.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
 			p.log.Warn("delete message failed; it will be redelivered and its step repeated", "message_id", id, "err", err)
+		} else {
+			p.metrics.deleted.Inc()
 		}
 	case ctx.Err() != nil:
 		// Shutdown canceled the step: make the message visible now so
@@ -294,8 +337,12 @@ func (p *Processor) handle(ctx context.Context, m types.Message) {
 			QueueUrl: aws.String(p.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
 		p.log.Info("step canceled by shutdown; message returned to the queue", "message_id", id, "err", err)
 	default:
+		redrive := p.leftForRedrive(m)
 		p.log.Warn("step failed; it will be retried after the visibility timeout", "message_id", id,
-			"receive_count", receiveCount(m), "err", err)
+			"receive_count", receiveCount(m), "to_dead_letter_queue", redrive, "err", err)
+		if redrive {
+			p.metrics.redriven.Inc()
+		}
 	}
 }
 

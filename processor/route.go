@@ -68,7 +68,7 @@ func (p *Processor) object(ctx context.Context, msgID string, o s3event.Object) 
 		return p.start(ctx, &State{
 			Herald: stateMarker, V: stateVersion, App: k.App, Channel: k.Channel, JobID: k.JobID,
 			Source: SourceUpload, Step: StepStart,
-			Input: StateInput{Bucket: o.Bucket, Key: o.Key, Size: o.Size},
+			Input: StateInput{Bucket: o.Bucket, Key: o.Key, Size: o.Size}, EventTime: o.Time,
 		})
 	case job.IsManifestKey(o.Key):
 		k, err := job.ParseManifestKey(o.Key)

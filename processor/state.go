@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/heraldgw/herald/job"
 )
@@ -62,6 +63,9 @@ type State struct {
 	Outputs []string `json:"outputs,omitempty"`
 	// Output is the file this StepOutput makes.
 	Output string `json:"output,omitempty"`
+	// EventTime is when the job began: the upload's S3 event time, or
+	// the submission. Job durations are measured from it.
+	EventTime time.Time `json:"eventTime,omitzero"`
 }
 
 // StateInput is the job's input object.

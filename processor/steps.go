@@ -76,7 +76,8 @@ func (p *Processor) start(ctx context.Context, st *State) error {
 	if err := sendStates(ctx, p.cfg.Queue, p.cfg.QueueURL, next); err != nil {
 		return err
 	}
-	p.log.LogAttrs(ctx, slog.LevelInfo, "job accepted", slog.String("job", st.JobID), slog.String("key", in.Key),
+	p.metrics.jobs.WithLabelValues(st.App, pl.Name, outcomeAccepted).Inc()
+	p.log.LogAttrs(ctx, slog.LevelDebug, "job accepted", slog.String("job", st.JobID), slog.String("key", in.Key),
 		slog.String("type", typ.MIME), slog.String("pipeline", pl.Name), slog.Int("outputs", len(st.Outputs)))
 	return nil
 }
@@ -100,7 +101,7 @@ func (p *Processor) output(ctx context.Context, st *State) error {
 	if !ok {
 		return p.fail(ctx, st, convert.CodeConverterFailed, fmt.Sprintf("pipeline %s has no output %s in this processor's configuration", st.Pipeline, st.Output))
 	}
-	_, stored, err := p.storedOutput(ctx, st, st.Output)
+	_, stored, err := p.records.output(ctx, st.job(), st.Output, spec.Files != "")
 	switch {
 	case err != nil:
 		return err
@@ -113,7 +114,7 @@ func (p *Processor) output(ctx context.Context, st *State) error {
 			return err
 		}
 	}
-	outs, done, err := p.storedOutputs(ctx, st)
+	outs, done, cost, err := p.storedOutputs(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -123,26 +124,31 @@ func (p *Processor) output(ctx context.Context, st *State) error {
 	if done < len(st.Outputs) {
 		return nil
 	}
-	return p.complete(ctx, st, outs)
+	return p.complete(ctx, st, outs, cost)
 }
 
+// spec returns the output of the pipeline that writes file, with the
+// pipeline's limits folded in.
 func (p *Processor) spec(pipeline, file string) (convert.OutputSpec, bool) {
 	for _, pl := range p.cfg.Pipelines {
-		if pl.Name != pipeline {
-			continue
-		}
-		for _, o := range pl.Outputs {
-			if o.FileName() == file {
-				return o, true
-			}
+		if pl.Name == pipeline {
+			return pl.Output(file)
 		}
 	}
 	return convert.OutputSpec{}, false
 }
 
+// isGroup reports whether file is a glob output of the pipeline, recorded
+// as a group.
+func (p *Processor) isGroup(pipeline, file string) bool {
+	spec, ok := p.spec(pipeline, file)
+	return ok && spec.Files != ""
+}
+
 // convertAndStore downloads the input, converts it and stores the output
-// with its record in the object's metadata. failed reports that the job
-// ended as job.failed.
+// with its record in the object's metadata (a group output: each part,
+// then the group record). failed reports that the job ended as
+// job.failed.
 func (p *Processor) convertAndStore(ctx context.Context, st *State, spec convert.OutputSpec) (failed bool, err error) {
 	dir, cleanup, err := convert.NewWorkDir(p.cfg.WorkDir)
 	if err != nil {
@@ -159,34 +165,63 @@ func (p *Processor) convertAndStore(ctx context.Context, st *State, spec convert
 		return false, err
 	}
 	downloaded := time.Now()
-	p.log.LogAttrs(ctx, slog.LevelInfo, "conversion started", slog.String("job", st.JobID), slog.String("output", st.Output))
-	out, err := p.convert(ctx, convert.Request{InputPath: input, WorkDir: dir, Output: spec})
+	p.log.LogAttrs(ctx, slog.LevelDebug, "conversion started", slog.String("job", st.JobID), slog.String("output", st.Output))
+	out, cost, err := p.convert(ctx, convert.Request{InputPath: input, WorkDir: dir, Output: spec})
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return false, err
 		}
-		return true, p.fail(ctx, st, convert.CodeOf(err), err.Error())
+		return true, p.failAfter(ctx, st, convert.CodeOf(err), err.Error(), cost)
 	}
 	converted := time.Now()
-	key := st.job().OutputKey(st.Output)
+	if out.Parts == nil {
+		err = p.storeFile(ctx, st, st.Output, out, cost)
+	} else {
+		err = p.storeGroup(ctx, st, out.Parts, cost)
+	}
+	if err != nil {
+		return false, err
+	}
+	// The phase times show where a step's wall time goes; convert
+	// includes the wait for a conversion slot.
+	p.log.LogAttrs(ctx, slog.LevelDebug, "output stored", slog.String("job", st.JobID), slog.String("output", st.Output),
+		slog.Int64("bytes", out.Bytes), slog.Int("parts", len(out.Parts)), slog.Bool("input_cached", cached),
+		slog.Duration("download", downloaded.Sub(start)), slog.Duration("convert", converted.Sub(downloaded)),
+		slog.Duration("store", time.Since(converted)), slog.Duration("elapsed", time.Since(start)))
+	return false, nil
+}
+
+// storeFile stores one converted file as output file of the job, its
+// record in the object's metadata.
+func (p *Processor) storeFile(ctx context.Context, st *State, file string, out convert.Output, cost usage) error {
+	key := st.job().OutputKey(file)
 	f, err := os.Open(out.Path)
 	if err != nil {
-		return false, fmt.Errorf("open output %s: %w", st.Output, err)
+		return fmt.Errorf("open output %s: %w", file, err)
 	}
 	defer f.Close()
 	rec := event.Output{Name: out.Name, Key: key, ContentType: out.ContentType, Width: out.Width, Height: out.Height,
 		Duration: out.Duration.Seconds(), Bytes: out.Bytes}
 	if _, err := p.cfg.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(key), Body: f,
-		ContentLength: aws.Int64(out.Bytes), ContentType: aws.String(out.ContentType), Metadata: outputMeta(st.JobID, rec)}); err != nil {
-		return false, fmt.Errorf("store output s3://%s/%s: %w", p.cfg.Bucket, key, err)
+		ContentLength: aws.Int64(out.Bytes), ContentType: aws.String(out.ContentType), Metadata: outputMeta(st.JobID, rec, cost)}); err != nil {
+		return fmt.Errorf("store output s3://%s/%s: %w", p.cfg.Bucket, key, err)
 	}
-	// The phase times show where a step's wall time goes; convert
-	// includes the wait for a conversion slot.
-	p.log.LogAttrs(ctx, slog.LevelInfo, "output stored", slog.String("job", st.JobID), slog.String("key", key),
-		slog.Int64("bytes", out.Bytes), slog.Bool("input_cached", cached),
-		slog.Duration("download", downloaded.Sub(start)), slog.Duration("convert", converted.Sub(downloaded)),
-		slog.Duration("store", time.Since(converted)), slog.Duration("elapsed", time.Since(start)))
-	return false, nil
+	return nil
+}
+
+// storeGroup stores each part of a glob output, then the group record
+// that marks the output done.
+func (p *Processor) storeGroup(ctx context.Context, st *State, parts []convert.Output, cost usage) error {
+	g := groupRecord{Job: st.JobID, ConvertMS: cost.convert.Milliseconds(), CPUMS: cost.cpu.Milliseconds()}
+	for _, part := range parts {
+		file := filepath.Base(part.Path)
+		if err := p.storeFile(ctx, st, file, part, usage{}); err != nil {
+			return err
+		}
+		g.Outputs = append(g.Outputs, event.Output{Name: part.Name, Key: st.job().OutputKey(file), ContentType: part.ContentType,
+			Width: part.Width, Height: part.Height, Duration: part.Duration.Seconds(), Bytes: part.Bytes})
+	}
+	return p.putJSON(ctx, p.records.groupKey(st.job(), st.Output), g, false)
 }
 
 // download places the input object at dst: from the input cache when
@@ -229,13 +264,33 @@ func (p *Processor) fetcher(in StateInput, etag string) fetchFunc {
 	}
 }
 
-// convert runs the converter once a conversion slot is free.
-func (p *Processor) convert(ctx context.Context, req convert.Request) (convert.Output, error) {
+// convert runs the converter once a conversion slot is free, and counts
+// it in the metrics.
+func (p *Processor) convert(ctx context.Context, req convert.Request) (convert.Output, usage, error) {
+	p.metrics.waiting.Inc()
 	select {
 	case p.convSlots <- struct{}{}:
+		p.metrics.waiting.Dec()
 	case <-ctx.Done():
-		return convert.Output{}, fmt.Errorf("wait for a conversion slot: %w", ctx.Err())
+		p.metrics.waiting.Dec()
+		return convert.Output{}, usage{}, fmt.Errorf("wait for a conversion slot: %w", ctx.Err())
 	}
 	defer func() { <-p.convSlots }()
-	return p.cfg.Converter.Convert(ctx, req)
+	p.metrics.running.Inc()
+	start := time.Now()
+	out, err := p.cfg.Converter.Convert(ctx, req)
+	p.metrics.running.Dec()
+	cost := usage{convert: time.Since(start), cpu: out.CPU}
+	outcome := "ok"
+	var ce *convert.Error
+	switch {
+	case errors.As(err, &ce):
+		outcome, cost.cpu = "failed", ce.CPU
+	case err != nil:
+		outcome = "canceled"
+	}
+	conv := req.Output.Converter
+	p.metrics.convSeconds.WithLabelValues(conv, outcome).Observe(cost.convert.Seconds())
+	p.metrics.convCPU.WithLabelValues(conv).Add(cost.cpu.Seconds())
+	return out, cost, err
 }

@@ -243,7 +243,7 @@ func (e *Engine) Convert(ctx context.Context, req Request) (Output, error) {
 		if errors.As(err, &ce) {
 			ce.CPU = *j.cpu
 		}
-		e.log.LogAttrs(ctx, slog.LevelWarn, "convert failed",
+		e.log.LogAttrs(ctx, slog.LevelDebug, "convert failed",
 			slog.String("output", op), slog.String("input_type", typ.MIME),
 			slog.String("code", string(CodeOf(err))), slog.Duration("elapsed", time.Since(start)),
 			slog.String("error", err.Error()))
