@@ -55,7 +55,7 @@ func (g *gateway) startJobs(ctx context.Context) error {
 		Bucket: clients.Bucket, Converter: eng, Pipelines: pipelines, Publisher: g.pub,
 		Workers: pc.Workers, Conversions: pc.Conversions, InputCacheBytes: pc.InputCacheBytes,
 		Visibility: pc.Visibility, DrainTimeout: g.cfg.ShutdownTimeout,
-		Logger: g.log.With("part", "processor"),
+		Metrics: g.metrics, Logger: g.log.With("part", "processor"),
 	})
 	if err != nil {
 		return err

@@ -413,7 +413,7 @@ func TestScaleOut(t *testing.T) {
 	for _, p := range procs {
 		accepted := len(p.logs(func(r map[string]any) bool { return r["msg"] == "job accepted" }))
 		stored := len(p.logs(func(r map[string]any) bool { return r["msg"] == "output stored" }))
-		ends := p.logs(func(r map[string]any) bool { return r["msg"] == "job ended" })
+		ends := p.logs(func(r map[string]any) bool { return r["msg"] == "job" })
 		for _, r := range ends {
 			job, _ := r["job"].(string)
 			ended[job]++
