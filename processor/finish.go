@@ -221,17 +221,21 @@ func (p *Processor) publish(ctx context.Context, e *event.Envelope) error {
 // putJSON stores v at key in the bucket; ifAbsent makes it a create-only
 // write (If-None-Match: *).
 func (p *Processor) putJSON(ctx context.Context, key string, v any, ifAbsent bool) error {
+	return putJSON(ctx, p.cfg.S3, p.cfg.Bucket, key, v, ifAbsent)
+}
+
+func putJSON(ctx context.Context, c S3API, bucket, key string, v any, ifAbsent bool) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	in := &s3.PutObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(b),
+	in := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(b),
 		ContentLength: aws.Int64(int64(len(b))), ContentType: aws.String("application/json")}
 	if ifAbsent {
 		in.IfNoneMatch = aws.String("*")
 	}
-	if _, err := p.cfg.S3.PutObject(ctx, in); err != nil {
-		return fmt.Errorf("put s3://%s/%s: %w", p.cfg.Bucket, key, err)
+	if _, err := c.PutObject(ctx, in); err != nil {
+		return fmt.Errorf("put s3://%s/%s: %w", bucket, key, err)
 	}
 	return nil
 }

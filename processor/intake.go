@@ -50,7 +50,13 @@ type IntakeConfig struct {
 	// UploadExpiry is how long a grant is valid: default 10 min, at most
 	// 15 min.
 	UploadExpiry time.Duration
-	Logger       *slog.Logger
+	// MarkerPrefix is where the processor keeps job records (its
+	// Config.MarkerPrefix); default job.RecordsPrefix.
+	MarkerPrefix string
+	// URLExpiry is how long the output URLs JobStatus signs work; default
+	// 1 h.
+	URLExpiry time.Duration
+	Logger    *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -75,6 +81,12 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 		cfg.UploadExpiry = DefaultUploadExpiry
 	}
 	cfg.UploadExpiry = min(cfg.UploadExpiry, MaxUploadExpiry)
+	if cfg.MarkerPrefix == "" {
+		cfg.MarkerPrefix = job.RecordsPrefix
+	}
+	if cfg.URLExpiry <= 0 {
+		cfg.URLExpiry = time.Hour
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -170,6 +182,11 @@ func (in *Intake) SubmitJob(ctx context.Context, req job.Request) (string, error
 	}
 	if err := st.validate(); err != nil {
 		return "", fmt.Errorf("%w: %w", err, job.ErrInvalid)
+	}
+	// The record first: once the state is queued, the job may be asked
+	// about.
+	if err := putJSON(ctx, in.cfg.S3, in.cfg.Bucket, recordKey(in.cfg.MarkerPrefix, st.App, st.JobID), recordOf(st, nil), false); err != nil {
+		return "", err
 	}
 	if err := sendState(ctx, in.cfg.Queue, in.cfg.QueueURL, st); err != nil {
 		return "", err

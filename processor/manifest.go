@@ -87,6 +87,11 @@ func (p *Processor) manifest(ctx context.Context, k job.Key, bucket, key string)
 	st := &State{Herald: stateMarker, V: stateVersion, App: k.App, Channel: k.Channel, JobID: k.JobID, Source: SourceUpload,
 		Step: StepStart, Input: StateInput{Bucket: bucket, Key: key}, Pipeline: pipelineExternal}
 	const writer = "manifest"
+	// The job may have been started elsewhere with no record here: make
+	// one, unless there is one already.
+	if err := p.putJSON(ctx, recordKey(p.cfg.MarkerPrefix, k.App, k.JobID), recordOf(st, nil), true); err != nil && !isPreconditionFailed(err) {
+		return err
+	}
 	m, err := ParseManifest(key, raw)
 	if err != nil {
 		// It will never parse: tell the browser rather than retry.

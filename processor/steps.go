@@ -37,7 +37,7 @@ func (p *Processor) start(ctx context.Context, st *State) error {
 	}
 	st.Input.Size = aws.ToInt64(head.ContentLength)
 	if st.Input.Size == 0 {
-		return p.fail(ctx, st, convert.CodeCorruptInput, "input is empty")
+		return p.failStart(ctx, st, convert.CodeCorruptInput, "input is empty")
 	}
 	obj, err := p.cfg.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(in.Key),
 		Range: aws.String(fmt.Sprintf("bytes=0-%d", sniff.HeaderSize-1))})
@@ -57,12 +57,15 @@ func (p *Processor) start(ctx context.Context, st *State) error {
 		if typ.Known() {
 			msg = "no pipeline converts " + typ.MIME
 		}
-		return p.fail(ctx, st, convert.CodeUnsupportedFormat, msg)
+		return p.failStart(ctx, st, convert.CodeUnsupportedFormat, msg)
 	}
 	st.Pipeline = pl.Name
 	st.Outputs = st.Outputs[:0]
 	for _, o := range pl.Outputs {
 		st.Outputs = append(st.Outputs, o.FileName())
+	}
+	if err := p.putRecord(ctx, st); err != nil {
+		return err
 	}
 	if err := p.publish(ctx, p.envelope(st, event.TypeAccepted, st.stepID(), 1, &event.Progress{Done: 0, Total: len(st.Outputs)})); err != nil {
 		return err
@@ -80,6 +83,15 @@ func (p *Processor) start(ctx context.Context, st *State) error {
 	p.log.LogAttrs(ctx, slog.LevelDebug, "job accepted", slog.String("job", st.JobID), slog.String("key", in.Key),
 		slog.String("type", typ.MIME), slog.String("pipeline", pl.Name), slog.Int("outputs", len(st.Outputs)))
 	return nil
+}
+
+// failStart records the job and ends it with job.failed: the start step
+// found it cannot be converted.
+func (p *Processor) failStart(ctx context.Context, st *State, code convert.Code, msg string) error {
+	if err := p.putRecord(ctx, st); err != nil {
+		return err
+	}
+	return p.fail(ctx, st, code, msg)
 }
 
 // routeKey is the key pipelines are selected by. A submitted object is

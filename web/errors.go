@@ -107,7 +107,7 @@ func classify(err error) *Error {
 		return apiError(CodeTooLarge, err, "%v", err)
 	case errors.Is(err, job.ErrInvalid):
 		return apiError(CodeBadRequest, err, "%v", err)
-	case errors.Is(err, job.ErrNotFound):
+	case errors.Is(err, job.ErrNotFound), errors.Is(err, job.ErrNoJob):
 		return apiError(CodeNotFound, err, "%v", err)
 	case errors.Is(err, job.ErrForbidden):
 		return apiError(CodeForbidden, err, "%v", err)

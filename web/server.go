@@ -48,6 +48,8 @@ type Config struct {
 	// answers 503 (no processor configured).
 	Uploads Uploader
 	Jobs    JobSubmitter
+	// JobStatus backs GET /v1/jobs/{jobId}; nil answers 503.
+	JobStatus JobReader
 	// Ready reports readiness for /readyz; nil means always ready.
 	Ready func(ctx context.Context) error
 	// Gatherer serves /metrics; nil means prometheus.DefaultGatherer.
@@ -117,6 +119,7 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /v1/events", s.api("events", s.handleEvents))
 	s.mux.Handle("POST /v1/uploads", s.api("uploads", s.handleUploads))
 	s.mux.Handle("POST /v1/jobs", s.api("jobs", s.handleJobs))
+	s.mux.Handle("GET /v1/jobs/{jobId}", s.api("job_status", s.handleJobStatus))
 	s.mux.Handle("GET /v1/openapi.json", s.api("openapi", s.handleOpenAPI))
 	s.mux.Handle("/v1/", s.api("unknown", func(w http.ResponseWriter, r *http.Request) error {
 		return apiError(CodeNotFound, nil, "no such endpoint: %s %s", r.Method, r.URL.Path)

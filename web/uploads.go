@@ -18,6 +18,11 @@ type JobSubmitter interface {
 	SubmitJob(ctx context.Context, req job.Request) (jobID string, err error)
 }
 
+// JobReader reports a job's state from its records.
+type JobReader interface {
+	JobStatus(ctx context.Context, app, jobID string) (job.Status, error)
+}
+
 func (s *Server) handleUploads(w http.ResponseWriter, r *http.Request) error {
 	tok, ok := bearer(r)
 	if !ok {
@@ -87,4 +92,24 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) verifyAnyApp(tok string) (tenant.Claims, error) {
 	return s.cfg.Registry.VerifyAny(tok, s.now())
+}
+
+// handleJobStatus answers GET /v1/jobs/{jobId} for the app whose API key
+// is presented. It is for services and support staff; browsers learn the
+// same from the job's events and never call it.
+func (s *Server) handleJobStatus(w http.ResponseWriter, r *http.Request) error {
+	app, err := s.serviceApp(r)
+	if err != nil {
+		return err
+	}
+	if s.cfg.JobStatus == nil {
+		return apiError(CodeUnavailable, nil, "jobs are not configured on this gateway")
+	}
+	st, err := s.cfg.JobStatus.JobStatus(r.Context(), app.ID, r.PathValue("jobId"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, st)
+	return nil
 }

@@ -38,17 +38,18 @@ type gateway struct {
 	ready map[string]func() bool
 
 	// What the steps build, in order.
-	ln       net.Listener // HTTP listener (web role)
-	origins  []string     // the demo app's origins
-	reg      *tenant.Registry
-	embedded *broker.Broker    // embedded broker (broker role, mode embedded)
-	pub      bridge.Publisher  // where events go; nil if nowhere
-	mqtt     http.Handler      // /mqtt of the embedded broker
-	sessions web.SessionMinter // external broker: completes POST /v1/sessions
-	mqttURL  string            // external broker: what browsers connect to
-	uploads  web.Uploader
-	jobs     web.JobSubmitter
-	urls     []any // key-value pairs of the "ready" log line
+	ln        net.Listener // HTTP listener (web role)
+	origins   []string     // the demo app's origins
+	reg       *tenant.Registry
+	embedded  *broker.Broker    // embedded broker (broker role, mode embedded)
+	pub       bridge.Publisher  // where events go; nil if nowhere
+	mqtt      http.Handler      // /mqtt of the embedded broker
+	sessions  web.SessionMinter // external broker: completes POST /v1/sessions
+	mqttURL   string            // external broker: what browsers connect to
+	uploads   web.Uploader
+	jobs      web.JobSubmitter
+	jobStatus web.JobReader
+	urls      []any // key-value pairs of the "ready" log line
 }
 
 func newGateway(cfg *Config, log *slog.Logger, getenv func(string) string, stop context.CancelFunc) *gateway {

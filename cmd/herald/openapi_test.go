@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
@@ -50,6 +51,9 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 	png := genPNG(t, 64, 48)
 	jobID, channel := uploadFile(t, g.base, "pic.png", "image/png", png)
 	uploaded := fmt.Sprintf("uploads/demo/%s/%s/pic.png", channel, jobID)
+	// The job's status is asked for once it completed, so its answer has
+	// outputs to check.
+	waitJobState(t, g.base, jobID, "completed")
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 
 	cases := []apiCase{
@@ -75,6 +79,10 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 		{"job missing object", "POST", "/v1/jobs", testAPIKey, nil, js(map[string]string{"channel": channel, "bucket": "herald", "key": "uploads/demo/x/y/none.png"}), 404, true},
 		{"job foreign app", "POST", "/v1/jobs", testAPIKey, nil, js(map[string]string{"channel": channel, "bucket": "herald", "key": "uploads/other/x/y/a.png"}), 403, true},
 		{"job other bucket", "POST", "/v1/jobs", testAPIKey, nil, js(map[string]string{"channel": channel, "bucket": "elsewhere", "key": "a.png"}), 403, true},
+		{"job status", "GET", "/v1/jobs/" + jobID, testAPIKey, nil, "", 200, true},
+		{"job status unknown", "GET", "/v1/jobs/no-such-job", testAPIKey, nil, "", 404, true},
+		{"job status bad id", "GET", "/v1/jobs/a%20b", testAPIKey, nil, "", 400, false},
+		{"job status no key", "GET", "/v1/jobs/" + jobID, "", nil, "", 401, false},
 		{"openapi", "GET", "/v1/openapi.json", "", nil, "", 200, true},
 		{"healthz", "GET", "/healthz", "", nil, "", 200, true},
 		{"readyz", "GET", "/readyz", "", nil, "", 200, true},
@@ -149,4 +157,28 @@ func describe(errs []*validatorErrors.ValidationError) string {
 		}
 	}
 	return b.String()
+}
+
+// waitJobState polls GET /v1/jobs/{jobId} (as a service would) until the
+// job is in state.
+func waitJobState(t *testing.T, base, jobID, state string) map[string]any {
+	t.Helper()
+	var last map[string]any
+	for range 600 {
+		req, _ := http.NewRequest("GET", base+"/v1/jobs/"+jobID, nil)
+		req.Header.Set("Authorization", "Bearer "+testAPIKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = nil
+		_ = json.NewDecoder(resp.Body).Decode(&last)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && last["state"] == state {
+			return last
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("job %s never reached %s; last answer %v", jobID, state, last)
+	return nil
 }

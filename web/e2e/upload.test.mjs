@@ -96,6 +96,9 @@ test('uploads go straight to the bucket and job cards complete from MQTT events 
   const after = requests.slice(startIndex);
   const gwOrigin = new URL(gw.url).origin;
   const toGateway = after.filter((r) => new URL(r.url).origin === gwOrigin);
+  // GET /v1/jobs/{jobId} exists for services; the page never asks it.
+  const jobReads = toGateway.filter((r) => new URL(r.url).pathname.startsWith('/v1/jobs'));
+  assert.deepEqual(jobReads.map((r) => r.url), [], 'the page polled the jobs API');
   assert.deepEqual(
     toGateway.map((r) => `${r.method} ${new URL(r.url).pathname}`),
     FILES.map(() => 'POST /v1/uploads'),
