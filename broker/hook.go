@@ -71,7 +71,7 @@ func (h *authHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribe,
 		mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnPublishDropped,
-		mqtt.OnDisconnect, mqtt.OnPacketEncode:
+		mqtt.OnDisconnect, mqtt.OnPacketEncode, mqtt.OnPacketRead:
 		return true
 	}
 	return false
@@ -225,6 +225,29 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, nil
 	}
 	return pk, packets.ErrRejectPacket
+}
+
+// OnPacketRead answers an MQTT 5 QoS 1 publish whose topic name mochi
+// refuses before any hook sees it ("$SYS/…", wildcards): mochi drops such a
+// packet silently, and the client would wait for its PUBACK forever.
+// mochi then drops it as before, so it is never delivered or counted twice.
+func (h *authHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline ||
+		cl.Properties.ProtocolVersion < 5 || mqtt.IsValidFilter(pk.TopicName, true) {
+		return pk, nil
+	}
+	code := packets.ErrNotAuthorized
+	if strings.ContainsAny(pk.TopicName, "+#") {
+		code = packets.ErrTopicNameInvalid
+	}
+	h.b.metrics.publishRefused.Inc()
+	_ = cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Puback},
+		PacketID:    pk.PacketID,
+		ReasonCode:  code.Code,
+		Properties:  packets.Properties{ReasonString: code.Reason},
+	})
+	return pk, nil
 }
 
 // overLimit replaces a filter beyond MaxSubscriptions: the ACL refuses it

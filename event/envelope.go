@@ -161,8 +161,13 @@ func DecodeForApp(r io.Reader, app string, now time.Time) (*Envelope, error) {
 	if err := dec.Decode(&e); err != nil {
 		return nil, fmt.Errorf("decode event: %w: %w", err, ErrInvalid)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("decode event: trailing data after the JSON object: %w", ErrInvalid)
+	// More() misses a trailing '}' or ']'; only the end of the body will do.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = errors.New("another JSON value")
+		}
+		// err stays in the chain: a body over its size limit is that, not bad JSON.
+		return nil, fmt.Errorf("decode event: trailing data after the JSON object: %w: %w", err, ErrInvalid)
 	}
 	if e.App != "" && e.App != app {
 		return nil, fmt.Errorf("event app %q does not match the credentials' app %q: %w", e.App, app, ErrInvalid)

@@ -20,9 +20,12 @@ const (
 	UploadsPrefix = "uploads/"
 	// ConvertedPrefix starts converted/{app}/{channel}/{jobId}/{output}.
 	ConvertedPrefix = "converted/"
+	// ReservedPrefix starts every key of the gateway's own records;
+	// POST /v1/jobs refuses keys under it as input.
+	ReservedPrefix = "herald/"
 	// RecordsPrefix starts herald/jobs/{app}/{channel}/{jobId}/…, the
 	// gateway's own records of a job.
-	RecordsPrefix = "herald/jobs/"
+	RecordsPrefix = ReservedPrefix + "jobs/"
 	// ManifestName ends an external converter's outputs: an object
 	// converted/{app}/{channel}/{jobId}/manifest.json.
 	ManifestName = "manifest.json"

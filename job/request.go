@@ -17,8 +17,9 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrNotFound: the object to convert does not exist.
 	ErrNotFound = errors.New("object not found")
-	// ErrForbidden: the object is in a bucket jobs may not read.
-	ErrForbidden = errors.New("bucket not allowed")
+	// ErrForbidden: the object is in a bucket jobs may not read, or under
+	// ReservedPrefix.
+	ErrForbidden = errors.New("object not allowed")
 )
 
 // UploadRequest asks for an upload grant: what a browser sends to

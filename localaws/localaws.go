@@ -50,6 +50,15 @@ type Config struct {
 	// CORSOrigins are allowed by the default bucket's CORS rule (POST, PUT,
 	// GET, HEAD); empty leaves the bucket's CORS configuration alone.
 	CORSOrigins []string
+	// IdleTimeout closes a keep-alive connection idle this long; default
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// BodyGrace and BodyMinRate bound how slowly a request body may
+	// arrive: after BodyGrace it must keep up BodyMinRate bytes per second
+	// on average, or the request ends. Defaults DefaultBodyGrace and
+	// DefaultBodyMinRate.
+	BodyGrace   time.Duration
+	BodyMinRate int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -91,6 +100,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Queue == "" {
 		c.Queue = DefaultQueue
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.BodyGrace <= 0 {
+		c.BodyGrace = DefaultBodyGrace
+	}
+	if c.BodyMinRate <= 0 {
+		c.BodyMinRate = DefaultBodyMinRate
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -292,7 +310,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	ln := s.ln
 	s.mu.Unlock()
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: paceBodies(s.Handler(), s.cfg.BodyGrace, s.cfg.BodyMinRate),
+		ReadHeaderTimeout: 30 * time.Second, IdleTimeout: s.cfg.IdleTimeout,
+		ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info("localaws listening", "url", s.URL(), "bucket", s.cfg.Bucket, "queue", s.cfg.Queue)

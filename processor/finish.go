@@ -71,8 +71,8 @@ func (p *Processor) readFinal(ctx context.Context, k job.Key) (*finalMarker, err
 // end writes the final marker for e and publishes e, unless another
 // step ended the job first. The step that ends the job writes the job's
 // one INFO log line and counts it in the metrics; cost is what its
-// conversions took.
-func (p *Processor) end(ctx context.Context, st *State, writer string, e *event.Envelope, cost usage) error {
+// conversions took, detail why it failed (for the log only).
+func (p *Processor) end(ctx context.Context, st *State, writer string, e *event.Envelope, cost usage, detail string) error {
 	k := st.job()
 	err := p.putJSON(ctx, p.finalMarkerKey(k), finalMarker{Writer: writer, Event: e}, true)
 	switch {
@@ -93,12 +93,12 @@ func (p *Processor) end(ctx context.Context, st *State, writer string, e *event.
 	if err := p.publish(ctx, e); err != nil {
 		return err
 	}
-	p.jobEnded(ctx, st, e, cost)
+	p.jobEnded(ctx, st, e, cost, detail)
 	return nil
 }
 
 // jobEnded logs the job's one INFO line and counts it.
-func (p *Processor) jobEnded(ctx context.Context, st *State, e *event.Envelope, cost usage) {
+func (p *Processor) jobEnded(ctx context.Context, st *State, e *event.Envelope, cost usage, detail string) {
 	outcome, code := outcomeCompleted, ""
 	if e.Error != nil {
 		outcome, code = outcomeFailed, e.Error.Code
@@ -110,6 +110,9 @@ func (p *Processor) jobEnded(ctx context.Context, st *State, e *event.Envelope, 
 	if e.Error != nil {
 		attrs = append(attrs, slog.String("code", code), slog.String("error", e.Error.Message))
 	}
+	if detail != "" {
+		attrs = append(attrs, slog.String("detail", truncate(detail, 4096)))
+	}
 	if !st.EventTime.IsZero() {
 		attrs = append(attrs, slog.Duration("elapsed", max(now.Sub(st.EventTime), 0)))
 	}
@@ -118,17 +121,18 @@ func (p *Processor) jobEnded(ctx context.Context, st *State, e *event.Envelope, 
 	p.log.LogAttrs(ctx, slog.LevelInfo, "job", attrs...)
 }
 
-// fail ends the job with job.failed. Conversion failures are
-// deterministic, so the step's message is deleted after this returns nil.
-func (p *Processor) fail(ctx context.Context, st *State, code convert.Code, msg string) error {
-	return p.failAfter(ctx, st, code, msg, usage{})
+// fail ends the job with job.failed: code and its fixed message go to the
+// browser, detail to the log. Conversion failures are deterministic, so
+// the step's message is deleted after this returns nil.
+func (p *Processor) fail(ctx context.Context, st *State, code convert.Code, detail string) error {
+	return p.failAfter(ctx, st, code, detail, usage{})
 }
 
 // failAfter is fail for a step whose conversion ran at cost.
-func (p *Processor) failAfter(ctx context.Context, st *State, code convert.Code, msg string, cost usage) error {
+func (p *Processor) failAfter(ctx context.Context, st *State, code convert.Code, detail string, cost usage) error {
 	e := p.envelope(st, event.TypeFailed, st.stepID(), int64(len(st.Outputs)+2), nil)
-	e.Error = &event.Error{Code: string(code), Message: truncate(msg, 1024)}
-	return p.end(ctx, st, st.stepID(), e, cost)
+	e.Error = &event.Error{Code: string(code), Message: FailureMessage(code)}
+	return p.end(ctx, st, st.stepID(), e, cost, detail)
 }
 
 // complete ends the job with job.completed; outs are the records of
@@ -139,7 +143,7 @@ func (p *Processor) complete(ctx context.Context, st *State, outs []event.Output
 	}
 	e := p.envelope(st, event.TypeCompleted, st.stepID(), int64(len(st.Outputs)+2), &event.Progress{Done: len(st.Outputs), Total: len(st.Outputs)})
 	e.Outputs = outs
-	return p.end(ctx, st, st.stepID(), e, cost)
+	return p.end(ctx, st, st.stepID(), e, cost, "")
 }
 
 // outputs reads the record of every output file of job k, all at once

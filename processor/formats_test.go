@@ -168,6 +168,12 @@ func TestSubmitExistingObject(t *testing.T) {
 		// The gateway can read this bucket (localaws serves any), but it is
 		// not one jobs may read: nothing is enqueued.
 		{"bucket not allowed", job.Request{App: testApp, Channel: e.channel, Bucket: "someone-elses", Key: key}, job.ErrForbidden},
+		// Herald's own records (this job's final marker exists by now) are
+		// not input: their sizes would come back in job.failed.
+		{"herald's own prefix", job.Request{App: testApp, Channel: e.channel, Bucket: localaws.DefaultBucket,
+			Key: job.RecordsPrefix + testApp + "/" + e.channel + "/" + jobID + "/final.json"}, job.ErrForbidden},
+		{"herald's own prefix, missing object", job.Request{App: testApp, Channel: e.channel, Bucket: localaws.DefaultBucket,
+			Key: "herald/x"}, job.ErrForbidden},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := e.intake.SubmitJob(ctx, tt.req); !errorsIs(err, tt.wantErr) {

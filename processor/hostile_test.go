@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/processor/convert"
 )
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
@@ -50,6 +51,19 @@ func TestHostileInputsFailWithCode(t *testing.T) {
 			}
 			if c.wantCode != "" && (final.Error == nil || final.Error.Code != c.wantCode) {
 				t.Fatalf("error %+v, want code %s", final.Error, c.wantCode)
+			}
+			if c.wantCode != "" {
+				// The browser gets our fixed message; the converter's own
+				// words (stderr, pids, paths) only reach the log.
+				if want := FailureMessage(convert.Code(c.wantCode)); final.Error.Message != want {
+					t.Errorf("message %q, want %q", final.Error.Message, want)
+				}
+				if got := e.logs.matching(func(m map[string]any) bool {
+					d, _ := m["detail"].(string)
+					return m["msg"] == "job" && m["job"] == jobs[i] && m["code"] == c.wantCode && d != ""
+				}); len(got) == 0 {
+					t.Errorf("no \"job\" log line with the failure's detail for job %s", jobs[i])
+				}
 			}
 			var finals int
 			for _, ev := range evs {

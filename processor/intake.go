@@ -162,6 +162,10 @@ func (in *Intake) SubmitJob(ctx context.Context, req job.Request) (string, error
 		return "", fmt.Errorf("bucket and key are required: %w", job.ErrInvalid)
 	case req.Bucket != in.cfg.Bucket && !slices.Contains(in.cfg.SourceBuckets, req.Bucket):
 		return "", fmt.Errorf("bucket %q is neither the uploads bucket nor a configured source bucket: %w", req.Bucket, job.ErrForbidden)
+	case strings.HasPrefix(req.Key, job.ReservedPrefix):
+		// Checked before the object is looked up, so the answer tells
+		// nothing about what exists there.
+		return "", fmt.Errorf("key %q: %s is reserved for Herald's own records: %w", req.Key, job.ReservedPrefix, job.ErrForbidden)
 	}
 	head, err := in.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(req.Bucket), Key: aws.String(req.Key)})
 	switch {

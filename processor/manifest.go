@@ -98,8 +98,8 @@ func (p *Processor) manifest(ctx context.Context, k job.Key, bucket, key string)
 		p.log.Warn("bad manifest", "key", key, "err", err)
 		e := p.envelope(st, event.TypeFailed, writer, 2, nil)
 		e.Input = nil
-		e.Error = &event.Error{Code: string(convert.CodeConverterFailed), Message: truncate(err.Error(), 1024)}
-		return p.end(ctx, st, writer, e, usage{})
+		e.Error = &event.Error{Code: string(convert.CodeConverterFailed), Message: "the job manifest is not valid"}
+		return p.end(ctx, st, writer, e, usage{}, err.Error())
 	}
 	if err := p.sign(ctx, m.Outputs); err != nil {
 		return err
@@ -107,5 +107,5 @@ func (p *Processor) manifest(ctx context.Context, k job.Key, bucket, key string)
 	e := p.envelope(st, event.TypeCompleted, writer, int64(len(m.Outputs)+2), &event.Progress{Done: len(m.Outputs), Total: len(m.Outputs)})
 	e.Input, e.Outputs = m.Input, m.Outputs
 	p.log.LogAttrs(ctx, slog.LevelDebug, "manifest read", slog.String("job", k.JobID), slog.Int("outputs", len(m.Outputs)))
-	return p.end(ctx, st, writer, e, usage{})
+	return p.end(ctx, st, writer, e, usage{}, "")
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/heraldgw/herald/event"
 	"github.com/heraldgw/herald/job"
@@ -25,6 +26,7 @@ const (
 	CodeForbidden        Code = "forbidden"
 	CodeNotFound         Code = "not_found"
 	CodeMethodNotAllowed Code = "method_not_allowed"
+	CodeRequestTimeout   Code = "request_timeout"
 	CodeTooLarge         Code = "too_large"
 	CodeUnsupportedMedia Code = "unsupported_media_type"
 	CodeUnsupportedType  Code = "unsupported_format"
@@ -46,6 +48,8 @@ func statusOf(c Code) int {
 		return http.StatusNotFound
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
+	case CodeRequestTimeout:
+		return http.StatusRequestTimeout
 	case CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
 	case CodeUnsupportedMedia, CodeUnsupportedType:
@@ -99,6 +103,8 @@ func classify(err error) *Error {
 		return apiError(CodeUnauthorized, err, "this app needs its api key to create sessions")
 	case errors.As(err, &mbe):
 		return apiError(CodeTooLarge, err, "request body exceeds %d bytes", mbe.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return apiError(CodeRequestTimeout, err, "the request body did not arrive in time")
 	case errors.Is(err, event.ErrInvalid):
 		return apiError(CodeInvalidEvent, err, "%v", err)
 	case errors.Is(err, job.ErrUnsupportedFormat):

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -54,8 +55,14 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Gatherer serves /metrics; nil means prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
+	// NoMetricsRoute leaves GET /metrics out: it is served on a listener
+	// of its own, since its labels name the tenants.
+	NoMetricsRoute bool
 	// Metrics registers the API's own metrics; nil registers none.
 	Metrics prometheus.Registerer
+	// BodyTimeout bounds how long a request body may take to arrive;
+	// default DefaultBodyTimeout.
+	BodyTimeout time.Duration
 	// SessionsPerMinutePerIP bounds anonymous session minting. Default 60.
 	SessionsPerMinutePerIP float64
 	Logger                 *slog.Logger
@@ -91,6 +98,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.DefaultGatherer
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
 	if cfg.SessionsPerMinutePerIP <= 0 {
 		cfg.SessionsPerMinutePerIP = 60
 	}
@@ -112,7 +122,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler is the root handler of the gateway's HTTP server.
-func (s *Server) Handler() http.Handler { return s.recoverer(s.cors(s.mux)) }
+func (s *Server) Handler() http.Handler { return s.recoverer(s.bodyDeadline(s.cors(s.mux))) }
 
 func (s *Server) routes() {
 	s.mux.Handle("POST /v1/sessions", s.api("sessions", s.handleSessions))
@@ -128,7 +138,9 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.Handle("GET /readyz", s.api("readyz", s.handleReady))
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	if !s.cfg.NoMetricsRoute {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
 	if s.cfg.MQTT != nil {
 		s.mux.Handle("GET /mqtt", s.cfg.MQTT)
 	}
@@ -170,13 +182,22 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if errors.As(err, &mbe) || errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
 		if errors.Is(err, io.EOF) {
 			return apiError(CodeBadRequest, err, "request body is empty; JSON expected")
 		}
 		return apiError(CodeBadRequest, err, "malformed JSON: %v", err)
+	}
+	// One object and nothing after it: a body with more in it is a client
+	// bug (or a smuggling attempt), never a second request.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) || errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		return apiError(CodeBadRequest, err, "trailing data after the JSON object")
 	}
 	return nil
 }

@@ -70,6 +70,12 @@ func TestSessionsAndErrors(t *testing.T) {
 		{"events without publisher", "POST", "/v1/events", map[string]string{"Authorization": "Bearer demo-key-0123456789"}, `{}`, 503, CodeUnavailable},
 		{"uploads without token", "POST", "/v1/uploads", nil, `{}`, 401, CodeUnauthorized},
 		{"uploads with bad token", "POST", "/v1/uploads", map[string]string{"Authorization": "Bearer x.y.z"}, `{"filename":"a.png","contentType":"image/png","size":1}`, 401, CodeUnauthorized},
+		// One JSON object per body, like /v1/events: whatever follows it
+		// is refused before anything is checked or granted.
+		{"uploads with trailing object", "POST", "/v1/uploads", map[string]string{"Authorization": "Bearer x.y.z"}, `{"filename":"a.png","contentType":"image/png","size":1}{"size":2}`, 400, CodeBadRequest},
+		{"uploads with trailing brace", "POST", "/v1/uploads", map[string]string{"Authorization": "Bearer x.y.z"}, `{"filename":"a.png","contentType":"image/png","size":1}}`, 400, CodeBadRequest},
+		{"sessions with trailing data", "POST", "/v1/sessions", nil, `{"app":"demo"} x`, 400, CodeBadRequest},
+		{"sessions with trailing newline", "POST", "/v1/sessions", nil, "{\"app\":\"demo\"}\n", 201, ""},
 		{"jobs without key", "POST", "/v1/jobs", nil, `{}`, 401, CodeUnauthorized},
 		{"jobs on another app's upload", "POST", "/v1/jobs", map[string]string{"Authorization": "Bearer demo-key-0123456789"}, `{"channel":"AAAAAAAAAAAAAAAAAAAAAA","bucket":"herald","key":"uploads/closed/c/j/a.png"}`, 403, CodeForbidden},
 		{"jobs on another app's output", "POST", "/v1/jobs", map[string]string{"Authorization": "Bearer demo-key-0123456789"}, `{"channel":"AAAAAAAAAAAAAAAAAAAAAA","bucket":"herald","key":"converted/closed/c/j/t.webp"}`, 403, CodeForbidden},

@@ -21,8 +21,13 @@ import (
 type Config struct {
 	HTTPAddr string `yaml:"httpAddr"` // HERALD_HTTP_ADDR, --http-addr; default ":8080"
 	MQTTAddr string `yaml:"mqttAddr"` // HERALD_MQTT_ADDR, --mqtt-addr; default off
-	DataDir  string `yaml:"dataDir"`  // HERALD_DATA_DIR, --data-dir; default "./data"
-	Roles    []Role `yaml:"roles"`    // HERALD_ROLES, --roles; default broker,web,processor
+	// MetricsAddr serves GET /metrics on a listener of its own (and not on
+	// HTTPAddr), e.g. "127.0.0.1:9090"; HERALD_METRICS_ADDR, --metrics-addr;
+	// default empty: /metrics on HTTPAddr. Metric labels name apps, so a
+	// multi-tenant gateway should keep them off its public port.
+	MetricsAddr string `yaml:"metricsAddr"`
+	DataDir     string `yaml:"dataDir"` // HERALD_DATA_DIR, --data-dir; default "./data"
+	Roles       []Role `yaml:"roles"`   // HERALD_ROLES, --roles; default broker,web,processor
 	// PublicURL is the base URL browsers reach the gateway at
 	// ("https://herald.example.com"); empty derives it from each request.
 	PublicURL string       `yaml:"publicURL"`

@@ -20,6 +20,7 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 		file             = fs.String("config", "", "YAML config file (env HERALD_CONFIG)")
 		httpAddr         = fs.String("http-addr", "", "HTTP API, demo page and /mqtt address (env HERALD_HTTP_ADDR, default :8080)")
 		mqttAddr         = fs.String("mqtt-addr", "", "plain MQTT TCP listener, e.g. 127.0.0.1:1883 (env HERALD_MQTT_ADDR, default off)")
+		metricsAddr      = fs.String("metrics-addr", "", "serve /metrics here instead of on the HTTP address, e.g. 127.0.0.1:9090 (env HERALD_METRICS_ADDR)")
 		dataDir          = fs.String("data-dir", "", "broker storage and localaws data (env HERALD_DATA_DIR, default ./data)")
 		roles            stringList
 		logLevel, logFmt string
@@ -47,6 +48,7 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 	}
 	set(&cfg.HTTPAddr, *httpAddr)
 	set(&cfg.MQTTAddr, *mqttAddr)
+	set(&cfg.MetricsAddr, *metricsAddr)
 	set(&cfg.DataDir, *dataDir)
 	set(&cfg.Log.Level, logLevel)
 	set(&cfg.Log.Format, logFmt)
@@ -89,6 +91,7 @@ func (c *Config) envSettings() []envSetting {
 	return []envSetting{
 		{"HERALD_HTTP_ADDR", str(&c.HTTPAddr)},
 		{"HERALD_MQTT_ADDR", str(&c.MQTTAddr)},
+		{"HERALD_METRICS_ADDR", str(&c.MetricsAddr)},
 		{"HERALD_DATA_DIR", str(&c.DataDir)},
 		{"HERALD_ROLES", func(v string) error { c.Roles = toRoles(splitList(v)); return nil }},
 		{"HERALD_PUBLIC_URL", str(&c.PublicURL)},

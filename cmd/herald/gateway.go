@@ -39,6 +39,7 @@ type gateway struct {
 
 	// What the steps build, in order.
 	ln        net.Listener // HTTP listener (web role)
+	metln     net.Listener // metrics listener (MetricsAddr set)
 	origins   []string     // the demo app's origins
 	reg       *tenant.Registry
 	embedded  *broker.Broker    // embedded broker (broker role, mode embedded)

@@ -351,3 +351,28 @@ func TestPublishCommand(t *testing.T) {
 		t.Fatal("publish with a wrong key succeeded, want an error")
 	}
 }
+
+// TestMetricsOnOwnListener: with --metrics-addr (HERALD_METRICS_ADDR)
+// /metrics is served there and no longer on the public HTTP address.
+func TestMetricsOnOwnListener(t *testing.T) {
+	addr := freeAddr(t)
+	g := startGateway(t, t.TempDir(), "--metrics-addr", addr)
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("http://" + addr + "/metrics"); code != 200 || !strings.Contains(body, "herald_broker_") {
+		t.Errorf("metrics listener: got %d %.200s", code, body)
+	}
+	if code, _ := get(g.base + "/metrics"); code != http.StatusNotFound {
+		t.Errorf("public /metrics: got %d, want 404", code)
+	}
+	if code, _ := get(g.base + "/healthz"); code != 200 {
+		t.Errorf("public /healthz: got %d", code)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/heraldgw/herald/bridge"
 	"github.com/heraldgw/herald/broker"
 	"github.com/heraldgw/herald/tenant"
@@ -47,7 +49,7 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 	defer g.closeListener()
 	steps := []func(context.Context) error{
 		g.listen, g.startTenants, g.startBroker, g.startExternal,
-		g.startJobs, g.startWeb, g.waitReady,
+		g.startJobs, g.startWeb, g.startMetrics, g.waitReady,
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
@@ -61,9 +63,16 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 	return g.wait()
 }
 
-// listen binds the HTTP address first (web role), so the demo app's origins
-// name the real port.
+// listen binds the metrics address (if set) and the HTTP address (web
+// role) first, so the demo app's origins name the real port.
 func (g *gateway) listen(context.Context) error {
+	if g.cfg.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", g.cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen metrics %s: %w", g.cfg.MetricsAddr, err)
+		}
+		g.metln = ln
+	}
 	if !g.cfg.has(RoleWeb) {
 		return nil
 	}
@@ -80,6 +89,24 @@ func (g *gateway) closeListener() {
 	if g.ln != nil {
 		_ = g.ln.Close()
 	}
+	if g.metln != nil {
+		_ = g.metln.Close()
+	}
+}
+
+// startMetrics serves /metrics on its own listener, when MetricsAddr is
+// set; any role may have one.
+func (g *gateway) startMetrics(ctx context.Context) error {
+	if g.metln == nil {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	ln, timeout := g.metln, g.cfg.ShutdownTimeout
+	g.run(ctx, "metrics", func(ctx context.Context) error { return serveHTTP(ctx, hs, ln, timeout) })
+	g.urls = append(g.urls, "metrics", "http://"+displayAddr(ln.Addr())+"/metrics")
+	return nil
 }
 
 // startTenants builds the app registry from the configuration.
@@ -128,7 +155,7 @@ func (g *gateway) startWeb(ctx context.Context) error {
 		Registry: g.reg, Publisher: g.pub, MQTT: g.mqtt, Uploads: g.uploads, Jobs: g.jobs, JobStatus: g.jobStatus,
 		MQTTURL: g.mqttURL, Sessions: g.sessions,
 		Ready:    g.readiness,
-		Gatherer: g.metrics, Metrics: g.metrics,
+		Gatherer: g.metrics, Metrics: g.metrics, NoMetricsRoute: g.metln != nil,
 		Logger: g.log.With("part", "web"),
 	})
 	if err != nil {
