@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -135,6 +136,9 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if c != nil {
 		c.connected.Store(true)
 	}
+	b.metrics.connects.Inc()
+	b.log.Debug("mqtt connect", "client", cl.ID, "app", app.ID, "remote", cl.Net.Remote, "transport", cl.Net.Listener,
+		"service", svc, "protocol", pk.ProtocolVersion)
 	return nil
 }
 
@@ -301,14 +305,20 @@ func (h *authHook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
 	h.b.kick(cl, packets.ErrQuotaExceeded)
 }
 
-// OnDisconnect logs one line per disconnect of a client that was connected.
+// OnDisconnect logs one line per disconnect of a client that was connected:
+// at DEBUG when the client said goodbye (DISCONNECT), like its connect,
+// else at INFO.
 func (h *authHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if cl.Net.Conn == nil { // a stored session loaded at start
 		return
 	}
 	reason := disconnectReason(cl, err)
 	h.b.metrics.disconnects.WithLabelValues(reason).Inc()
-	h.b.log.Info("mqtt disconnect", "client", cl.ID, "app", string(cl.Properties.Username),
+	level := slog.LevelInfo
+	if reason == "client" {
+		level = slog.LevelDebug
+	}
+	h.b.log.Log(context.Background(), level, "mqtt disconnect", "client", cl.ID, "app", string(cl.Properties.Username),
 		"remote", cl.Net.Remote, "transport", cl.Net.Listener, "reason", reason,
 		"error", errString(err), "session_kept", !expire)
 }

@@ -12,6 +12,7 @@ import (
 // hot paths never check for nil; they are registered only when the Config
 // asks for it.
 type metrics struct {
+	connects          prometheus.Counter
 	connectsRefused   *prometheus.CounterVec // by reason
 	authFailures      *prometheus.CounterVec // by kind (browser, service)
 	subscribeRefused  prometheus.Counter
@@ -26,6 +27,10 @@ type metrics struct {
 func newMetrics() *metrics {
 	const ns, sub = "herald", "broker"
 	return &metrics{
+		connects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "connects_total",
+			Help: "MQTT connects accepted (browsers and services).",
+		}),
 		connectsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "connects_refused_total",
 			Help: "MQTT CONNECTs refused, by reason.",
@@ -71,7 +76,7 @@ func (m *metrics) register(r prometheus.Registerer, info *mqtt.Server) error {
 	const ns, sub = "herald", "broker"
 	in := info.Info
 	cs := []prometheus.Collector{
-		m.connectsRefused, m.authFailures, m.subscribeRefused, m.publishRefused,
+		m.connects, m.connectsRefused, m.authFailures, m.subscribeRefused, m.publishRefused,
 		m.dropped, m.disconnects, m.transportRejected, m.wsProtocolErrors, m.wsReadPaused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "connections",

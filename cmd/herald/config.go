@@ -151,6 +151,10 @@ type ProcessorConfig struct {
 	// heartbeat, i.e. how soon a killed processor's work is redone;
 	// HERALD_PROCESSOR_VISIBILITY; default 60s.
 	Visibility time.Duration `yaml:"visibility"`
+	// QueueSampleInterval is how often the queue depth gauges are read
+	// with GetQueueAttributes; HERALD_PROCESSOR_QUEUE_SAMPLE_INTERVAL;
+	// default 15s, negative turns sampling off.
+	QueueSampleInterval time.Duration `yaml:"queueSampleInterval"`
 	// SourceBuckets lists buckets besides the uploads bucket whose objects
 	// POST /v1/jobs may convert; HERALD_PROCESSOR_SOURCE_BUCKETS
 	// (comma-separated); default none.

@@ -21,19 +21,29 @@ const testAPIKey = "test-demo-api-key-0123456789"
 
 // testGateway is a `herald serve` started in-process by a test through run().
 type testGateway struct {
-	base    string // http://127.0.0.1:port
-	dataDir string
-	stop    func() error
+	base     string // http://127.0.0.1:port
+	dataDir  string
+	localaws string // host:port of its embedded localaws
+	stop     func() error
 }
 
 // startGateway runs the real program with extra args on free loopback ports
 // and waits for its ready line.
 func startGateway(t *testing.T, dataDir string, extra ...string) *testGateway {
 	t.Helper()
+	return startGatewayEnv(t, dataDir, nil, extra...)
+}
+
+// startGatewayEnv is startGateway with more HERALD_* variables set.
+func startGatewayEnv(t *testing.T, dataDir string, more map[string]string, extra ...string) *testGateway {
+	t.Helper()
 	env := map[string]string{
 		"HERALD_DEMO_API_KEY":  testAPIKey,
 		"HERALD_LOG_FORMAT":    "json",
 		"HERALD_LOCALAWS_ADDR": freeAddr(t),
+	}
+	for k, v := range more {
+		env[k] = v
 	}
 	args := append([]string{"serve", "--http-addr", "127.0.0.1:0", "--data-dir", dataDir}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -60,7 +70,7 @@ func startGateway(t *testing.T, dataDir string, extra ...string) *testGateway {
 			}
 		}
 	}()
-	g := &testGateway{dataDir: dataDir}
+	g := &testGateway{dataDir: dataDir, localaws: env["HERALD_LOCALAWS_ADDR"]}
 	var stopped bool
 	g.stop = func() error {
 		if stopped {

@@ -54,7 +54,7 @@ func (g *gateway) startJobs(ctx context.Context) error {
 		S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
 		Bucket: clients.Bucket, Converter: eng, Pipelines: pipelines, Publisher: g.pub,
 		Workers: pc.Workers, Conversions: pc.Conversions, InputCacheBytes: pc.InputCacheBytes,
-		Visibility: pc.Visibility, DrainTimeout: g.cfg.ShutdownTimeout,
+		Visibility: pc.Visibility, DrainTimeout: g.cfg.ShutdownTimeout, QueueSampleInterval: pc.QueueSampleInterval,
 		Metrics: g.metrics, Logger: g.log.With("part", "processor"),
 	})
 	if err != nil {
