@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldgw/herald/bridge"
-	"github.com/heraldgw/herald/bridge/bridgetest"
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/tenant"
 	"github.com/heraldgw/herald/topic"
 )
@@ -169,13 +169,13 @@ func (s *subscriber) waitFor(t *testing.T, n int, within time.Duration) ([]*even
 }
 
 func TestMQTTDeliversOverEachTransport(t *testing.T) {
-	m := bridgetest.Start(t)
+	m := testkit.StartMosquitto(t)
 	tests := []struct {
 		name string
 		cfg  bridge.MQTTConfig
 	}{
 		{"plain", bridge.MQTTConfig{URL: "mqtt://" + m.PlainAddr}},
-		{"password", bridge.MQTTConfig{URL: "mqtt://" + m.PasswordAddr, Username: bridgetest.User, Password: bridgetest.Password}},
+		{"password", bridge.MQTTConfig{URL: "mqtt://" + m.PasswordAddr, Username: testkit.MosquittoUser, Password: testkit.MosquittoPassword}},
 		{"mutual TLS", bridge.MQTTConfig{URL: "mqtts://" + m.TLSAddr, TLS: m.ClientTLS()}},
 		{"websocket", bridge.MQTTConfig{URL: "ws://" + m.WSAddr}},
 	}
@@ -217,12 +217,12 @@ func TestMQTTDeliversOverEachTransport(t *testing.T) {
 }
 
 func TestMQTTRefusesBadTLSAndPassword(t *testing.T) {
-	m := bridgetest.Start(t)
+	m := testkit.StartMosquitto(t)
 	tests := []struct {
 		name string
 		cfg  bridge.MQTTConfig
 	}{
-		{"wrong password", bridge.MQTTConfig{URL: "mqtt://" + m.PasswordAddr, Username: bridgetest.User, Password: "nope"}},
+		{"wrong password", bridge.MQTTConfig{URL: "mqtt://" + m.PasswordAddr, Username: testkit.MosquittoUser, Password: "nope"}},
 		{"no client certificate", bridge.MQTTConfig{URL: "mqtts://" + m.TLSAddr, TLS: &tls.Config{RootCAs: m.ServerCAs}}},
 		{"untrusted server", bridge.MQTTConfig{URL: "mqtts://" + m.TLSAddr, TLS: &tls.Config{Certificates: m.ClientTLS().Certificates}}},
 	}

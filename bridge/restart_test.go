@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldgw/herald/bridge"
-	"github.com/heraldgw/herald/bridge/bridgetest"
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // TestMQTTBrokerRestartMidStream stops Mosquitto while events flow, keeps
@@ -14,7 +14,7 @@ import (
 // on) and checks that every event arrives, in order per channel, and that
 // the events published during the outage arrive exactly once.
 func TestMQTTBrokerRestartMidStream(t *testing.T) {
-	m := bridgetest.Start(t)
+	m := testkit.StartMosquitto(t)
 	const perPhase = 100
 	chans := []string{newChannel(t), newChannel(t), newChannel(t), newChannel(t)}
 	sub := subscribe(t, "ws://"+m.WSAddr, "apps/demo/#")
@@ -99,10 +99,5 @@ func TestMQTTBrokerRestartMidStream(t *testing.T) {
 	}
 	t.Logf("%d events, %d redelivered duplicates (at-least-once; clients dedupe on id)", len(unique), dups)
 	// The subscriber can see the last event before its PUBACK reached the bridge.
-	for end := time.Now().Add(5 * time.Second); b.Queued() != 0 && time.Now().Before(end); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if q := b.Queued(); q != 0 {
-		t.Errorf("queued after delivery: got %d, want 0", q)
-	}
+	testkit.WaitFor(t, 5*time.Second, "bridge queue empty after delivery", func() bool { return b.Queued() == 0 })
 }

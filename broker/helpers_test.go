@@ -21,6 +21,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/tenant"
 )
 
@@ -80,7 +81,7 @@ func startBroker(t *testing.T, cfg Config) *testBroker {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	waitFor(t, "broker ready", b.Ready)
+	testkit.WaitFor(t, 10*time.Second, "broker ready", b.Ready)
 	hs := httptest.NewServer(b.WebSocketHandler())
 	var once sync.Once
 	var took time.Duration
@@ -103,17 +104,6 @@ func startBroker(t *testing.T, cfg Config) *testBroker {
 	}
 	t.Cleanup(func() { stop() })
 	return &testBroker{Broker: b, wsURL: "ws" + strings.TrimPrefix(hs.URL, "http"), stop: stop}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // dialWS opens a WebSocket to the broker and returns it as a net.Conn.

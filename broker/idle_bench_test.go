@@ -20,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/tenant"
 	"github.com/heraldgw/herald/topic"
 )
@@ -53,7 +54,7 @@ func TestIdleChild(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = b.Run(ctx); close(done) }()
-	waitFor(t, "ready", b.Ready)
+	testkit.WaitFor(t, 10*time.Second, "ready", b.Ready)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

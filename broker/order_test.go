@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/topic"
 )
 
@@ -135,7 +136,7 @@ func TestOfflineQueueOrder(t *testing.T) {
 					rs.readPublish(t, version)
 				}
 				_ = rs.c.Close()
-				waitFor(t, "client gone", func() bool { return tb.Clients() == 0 })
+				testkit.WaitFor(t, 10*time.Second, "client gone", func() bool { return tb.Clients() == 0 })
 				publishNumbered(t, tb, name, 5, n)
 				if restart {
 					tb.stop()
@@ -178,7 +179,7 @@ func TestOfflineQueueOrderPaho(t *testing.T) {
 	if err := mc.Disconnect(&paho.Disconnect{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "client gone", func() bool { return tb.Clients() == 0 })
+	testkit.WaitFor(t, 10*time.Second, "client gone", func() bool { return tb.Clients() == 0 })
 	publishNumbered(t, tb, topic.Events("demo", s.Channel), 0, 20)
 	mc = mustConnect(t, dialWS(t, tb, demoOrigin), s.Channel, "demo", s.Token, withSession(3600))
 	var got []string
@@ -239,7 +240,7 @@ func TestSlowPersistentConsumerLosesNothing(t *testing.T) {
 	if counterValue(t, tb.metrics.dropped.WithLabelValues("queue_full")) == 0 {
 		t.Fatal("the write queue never filled")
 	}
-	waitFor(t, "slow client disconnected", func() bool { return tb.Clients() == 0 })
+	testkit.WaitFor(t, 10*time.Second, "slow client disconnected", func() bool { return tb.Clients() == 0 })
 	_ = nc.Close()
 
 	rs = newRaw(dialTCP(t, tb))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/topic"
 )
 
@@ -23,7 +24,7 @@ func TestOfflineDeliveryAcrossRestart(t *testing.T) {
 	if err := mc.Disconnect(&paho.Disconnect{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "client gone", func() bool { return tb.Clients() == 0 })
+	testkit.WaitFor(t, 10*time.Second, "client gone", func() bool { return tb.Clients() == 0 })
 
 	name := topic.Job("demo", s.Channel, "job1")
 	for i := range 3 {
@@ -56,7 +57,7 @@ func TestOfflineDeliveryAcrossRestart(t *testing.T) {
 	if err := mc2.Disconnect(&paho.Disconnect{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "client gone", func() bool { return tb2.Clients() == 0 })
+	testkit.WaitFor(t, 10*time.Second, "client gone", func() bool { return tb2.Clients() == 0 })
 	tb2.stop()
 	tb3 := startBroker(t, Config{DataDir: dir})
 	mc3 := mustConnect(t, dialWS(t, tb3, demoOrigin), s.Channel, "demo", s.Token, withSession(3600))
@@ -81,7 +82,7 @@ func TestCleanSessionNotStored(t *testing.T) {
 	mc := mustConnect(t, dialWS(t, tb, demoOrigin), s.Channel, "demo", s.Token)
 	mc.subscribe(t, topic.ChannelFilter("demo", s.Channel))
 	_ = mc.Disconnect(&paho.Disconnect{})
-	waitFor(t, "client gone", func() bool { return tb.Clients() == 0 })
+	testkit.WaitFor(t, 10*time.Second, "client gone", func() bool { return tb.Clients() == 0 })
 	if err := tb.Publish(context.Background(), topic.Events("demo", s.Channel), []byte("x"), PublishOptions{QoS: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestOfflineDeliveryAcrossRestartMQTT311(t *testing.T) {
 		t.Fatalf("subscribe: %#x %x", h, body)
 	}
 	_ = rs.c.Close()
-	waitFor(t, "client gone", func() bool { return tb.Clients() == 0 })
+	testkit.WaitFor(t, 10*time.Second, "client gone", func() bool { return tb.Clients() == 0 })
 	if err := tb.Publish(context.Background(), topic.Events("demo", s.Channel), []byte("while away"), PublishOptions{QoS: 1}); err != nil {
 		t.Fatal(err)
 	}

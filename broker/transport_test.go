@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/topic"
 )
 
@@ -167,7 +168,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	if counterValue(t, tb.metrics.dropped.WithLabelValues("queue_full")) == 0 {
 		t.Fatal("no message dropped for a client that reads nothing")
 	}
-	waitFor(t, "slow client disconnected", func() bool { return tb.Clients() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "slow client disconnected", func() bool { return tb.Clients() == 1 })
 	if err := tb.Publish(ctx, topic.Events("demo", fast.Channel), []byte("hi"), PublishOptions{QoS: 1}); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/topic"
 )
 
@@ -242,7 +243,7 @@ func TestPolledConnBackpressure(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "reading paused", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "reading paused", func() bool {
 		wc.mu.Lock()
 		defer wc.mu.Unlock()
 		return wc.paused

@@ -15,12 +15,13 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldgw/herald/bridge"
-	"github.com/heraldgw/herald/bridge/bridgetest"
 	"github.com/heraldgw/herald/broker"
 	"github.com/heraldgw/herald/event"
 	"github.com/heraldgw/herald/federation"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/tenant"
 	"github.com/heraldgw/herald/topic"
 )
@@ -35,9 +36,26 @@ func logger() *slog.Logger {
 // replica is an embedded broker federated with the upstream broker, its
 // /mqtt served by an httptest server.
 type replica struct {
-	b   *broker.Broker
-	fed *federation.Federation
-	ws  string
+	b       *broker.Broker
+	fed     *federation.Federation
+	ws      string
+	metrics *prometheus.Registry
+}
+
+// subscribes is how many channel filters the replica has subscribed
+// upstream so far, resubscribes after a reconnect included.
+func (r *replica) subscribes(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := r.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "herald_federation_subscribes_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 func startReplica(t *testing.T, reg *tenant.Registry, upstream string, grace time.Duration) *replica {
@@ -46,38 +64,21 @@ func startReplica(t *testing.T, reg *tenant.Registry, upstream string, grace tim
 	if err != nil {
 		t.Fatal(err)
 	}
+	metrics := prometheus.NewRegistry()
 	fed, err := federation.New(federation.Config{URL: upstream, ClientID: fmt.Sprintf("herald-fed-%d", time.Now().UnixNano()),
-		Grace: grace, MaxReconnectDelay: 300 * time.Millisecond, Logger: logger()}, b)
+		Grace: grace, MaxReconnectDelay: 300 * time.Millisecond, Logger: logger(), Metrics: metrics}, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b.ObserveChannels(fed); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{b.Run, fed.Run} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(ctx); err != nil {
-				t.Errorf("run: %v", err)
-			}
-		}()
-	}
+	testkit.Go(t, b.Run)
+	testkit.Go(t, fed.Run)
 	srv := httptest.NewServer(b.WebSocketHandler())
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		wg.Wait()
-	})
-	for end := time.Now().Add(10 * time.Second); !b.Ready() || !fed.Ready(); {
-		if time.Now().After(end) {
-			t.Fatal("replica not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return &replica{b: b, fed: fed, ws: "ws" + strings.TrimPrefix(srv.URL, "http") + "/mqtt"}
+	t.Cleanup(srv.Close)
+	testkit.WaitFor(t, 10*time.Second, "replica ready", func() bool { return b.Ready() && fed.Ready() })
+	return &replica{b: b, fed: fed, ws: "ws" + strings.TrimPrefix(srv.URL, "http") + "/mqtt", metrics: metrics}
 }
 
 // browser is a paho.golang client with a session token on a replica.
@@ -195,7 +196,7 @@ func startPublisher(t *testing.T, url string) *bridge.MQTT {
 // TestReplicasGetEventsPublishedAnywhere: browsers on two replicas each get
 // exactly their own channel's events, published upstream by one publisher.
 func TestReplicasGetEventsPublishedAnywhere(t *testing.T) {
-	m := bridgetest.Start(t)
+	m := testkit.StartMosquitto(t)
 	reg := testRegistry(t)
 	up := "mqtt://" + m.PlainAddr
 	r1, r2 := startReplica(t, reg, up, time.Minute), startReplica(t, reg, up, time.Minute)
@@ -226,10 +227,18 @@ func TestReplicasGetEventsPublishedAnywhere(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	// A fourth event to every channel, after the first three arrived: each
+	// path delivers in order, so once it is in, a duplicate of the first
+	// three from that path would be in too.
 	for _, br := range browsers {
-		if n := len(br.waitFor(t, 3)); n != 3 {
-			t.Errorf("browser %s: got %d events, want exactly 3", br.ch, n)
+		if err := pub.Publish(context.Background(), ev(br.ch, 4, event.TypeCompleted)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, br := range browsers {
+		got := br.waitFor(t, 4)
+		if len(got) != 4 || got[3].Seq != 4 {
+			t.Errorf("browser %s: got %d events (last seq %d), want exactly 4 ending with seq 4", br.ch, len(got), got[len(got)-1].Seq)
 		}
 	}
 }
@@ -237,7 +246,7 @@ func TestReplicasGetEventsPublishedAnywhere(t *testing.T) {
 // TestResubscribeAfterUpstreamRestart: after the upstream broker restarts,
 // the replica follows its channels again.
 func TestResubscribeAfterUpstreamRestart(t *testing.T) {
-	m := bridgetest.Start(t)
+	m := testkit.StartMosquitto(t)
 	reg := testRegistry(t)
 	up := "mqtt://" + m.PlainAddr
 	r := startReplica(t, reg, up, time.Minute)
@@ -247,19 +256,13 @@ func TestResubscribeAfterUpstreamRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	br.waitFor(t, 1)
+	before := r.subscribes(t)
 	m.Stop()
-	for end := time.Now().Add(5 * time.Second); r.fed.Ready(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatal("federation still up after the upstream stopped")
-		}
-	}
+	testkit.WaitFor(t, 5*time.Second, "federation down after the upstream stopped", func() bool { return !r.fed.Ready() })
 	m.Start()
-	for end := time.Now().Add(10 * time.Second); !r.fed.Ready(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatal("federation did not reconnect")
-		}
-	}
-	time.Sleep(300 * time.Millisecond) // the resubscribe follows the reconnect
+	testkit.WaitFor(t, 10*time.Second, "federation reconnected", r.fed.Ready)
+	// The resubscribe follows the reconnect.
+	testkit.WaitFor(t, 10*time.Second, "channel resubscribed upstream", func() bool { return r.subscribes(t) > before })
 	if err := pub.Publish(context.Background(), ev(br.ch, 2, event.TypeProgress)); err != nil {
 		t.Fatal(err)
 	}
@@ -271,21 +274,18 @@ func TestResubscribeAfterUpstreamRestart(t *testing.T) {
 // TestChannelLeftAfterGrace: the upstream subscription ends a grace period
 // after the browser leaves, not before.
 func TestChannelLeftAfterGrace(t *testing.T) {
-	m := bridgetest.Start(t)
+	m := testkit.StartMosquitto(t)
 	reg := testRegistry(t)
-	r := startReplica(t, reg, "mqtt://"+m.PlainAddr, 300*time.Millisecond)
+	const grace = 300 * time.Millisecond
+	r := startReplica(t, reg, "mqtt://"+m.PlainAddr, grace)
 	br := connectBrowser(t, reg, r.ws)
 	if got := r.fed.Channels(); got != 1 {
 		t.Fatalf("channels: got %d, want 1", got)
 	}
+	left := time.Now()
 	br.stop()
-	time.Sleep(100 * time.Millisecond)
-	if got := r.fed.Channels(); got != 1 {
-		t.Errorf("within grace: got %d channels, want 1", got)
-	}
-	for end := time.Now().Add(5 * time.Second); r.fed.Channels() != 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatal("channel still followed 5s after the grace period")
-		}
+	testkit.WaitFor(t, 5*time.Second, "channel left upstream", func() bool { return r.fed.Channels() == 0 })
+	if held := time.Since(left); held < grace {
+		t.Errorf("channel left %v after the browser, before the %v grace period ended", held, grace)
 	}
 }

@@ -12,14 +12,14 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/heraldgw/herald/bridge/bridgetest"
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
-// benchMosquitto starts the shared test Mosquitto (bridge/bridgetest) and
+// benchMosquitto starts the shared test Mosquitto (internal/testkit) and
 // returns its WebSocket URL; the benchmark is skipped without Mosquitto.
 func benchMosquitto(b *testing.B) string {
 	b.Helper()
-	return "ws://" + bridgetest.Start(b).WSAddr
+	return "ws://" + testkit.StartMosquitto(b).WSAddr
 }
 
 func memNow() (uint64, int) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // BenchmarkPipeline uploads 200 photo-sized images (1500×1000, JPEG and
@@ -49,7 +50,7 @@ func BenchmarkPipeline(b *testing.B) {
 		if i%2 == 1 {
 			name = fmt.Sprintf("photo-%d.png", i)
 		}
-		files = append(files, genNoise(b, dir, name, 1500, 1000))
+		files = append(files, testkit.ReadFile(b, testkit.NoiseImage(b, dir, name, 1500, 1000)))
 		paths = append(paths, filepath.Join(dir, name))
 	}
 	e := newEnv(b, func(c *Config) { c.Visibility, c.Heartbeat = time.Minute, 20*time.Second })

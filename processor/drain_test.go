@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // TestHeartbeatKeepsLongStepsInvisible: steps that run longer than the
@@ -14,7 +15,7 @@ func TestHeartbeatKeepsLongStepsInvisible(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Workers, c.Visibility, c.Heartbeat = 1, 2*time.Second, 500*time.Millisecond })
 	// Five minutes of audio: the MP3 and Opus encodes take about 2 s each
 	// on the development machine.
-	id := e.upload(t, "long.wav", "audio/wav", genAudio(t, t.TempDir(), "long.wav", 300))
+	id := e.upload(t, "long.wav", "audio/wav", testkit.ReadFile(t, testkit.Audio(t, t.TempDir(), "long.wav", 300)))
 	final, _ := e.events.final(t, id, 90*time.Second)
 	if final.Type != event.TypeCompleted {
 		t.Fatalf("final %s %+v", final.Type, final.Error)
@@ -46,12 +47,12 @@ func TestShutdownDrains(t *testing.T) {
 		{"finishes in time", 30 * time.Second, true, 0},
 		{"canceled after deadline", 200 * time.Millisecond, false, 1},
 	}
-	wav := genAudio(t, t.TempDir(), "long.wav", 300)
+	wav := testkit.ReadFile(t, testkit.Audio(t, t.TempDir(), "long.wav", 300))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, func(c *Config) { c.Workers, c.DrainTimeout = 1, tt.drain })
 			id := e.upload(t, "long.wav", "audio/wav", wav)
-			waitUntil(t, 30*time.Second, "conversion started", func() bool {
+			testkit.WaitFor(t, 30*time.Second, "conversion started", func() bool {
 				return len(e.logs.matching(func(r map[string]any) bool { return r["msg"] == "conversion started" && r["job"] == id })) > 0
 			})
 			e.stop()

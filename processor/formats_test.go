@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/localaws"
 )
@@ -34,18 +35,18 @@ func TestEveryFormatEndToEnd(t *testing.T) {
 		return sample{file, declared, data, sniffed, 4}
 	}
 	aud := func(file, declared, sniffed string) sample {
-		return sample{file, declared, genAudio(t, dir, file, 1.5), sniffed, 3}
+		return sample{file, declared, testkit.ReadFile(t, testkit.Audio(t, dir, file, 1.5)), sniffed, 3}
 	}
 	samples := []sample{
-		img("photo.jpg", "image/jpeg", genImage(t, dir, "photo.jpg", 640, 480), "image/jpeg"),
-		img("shot.png", "image/png", genImage(t, dir, "shot.png", 640, 480), "image/png"),
-		img("pic.webp", "image/webp", genImage(t, dir, "pic.webp", 320, 200), "image/webp"),
-		img("anim.gif", "image/gif", genImage(t, dir, "anim.gif", 320, 200), "image/gif"),
-		img("scan.tif", "image/tiff", genImage(t, dir, "scan.tif", 640, 480), "image/tiff"),
-		img("layers.psd", "", psdFile(64, 48), "image/vnd.adobe.photoshop"),
-		img("phone.heic", "image/heic", genImage(t, dir, "phone.heic", 320, 240), "image/heic"),
-		img("new.avif", "image/avif", genImage(t, dir, "new.avif", 320, 240), "image/avif"),
-		img("doc.pdf", "application/pdf", pdfFile(300, 200), "application/pdf"),
+		img("photo.jpg", "image/jpeg", testkit.ReadFile(t, testkit.Image(t, dir, "photo.jpg", 640, 480)), "image/jpeg"),
+		img("shot.png", "image/png", testkit.ReadFile(t, testkit.Image(t, dir, "shot.png", 640, 480)), "image/png"),
+		img("pic.webp", "image/webp", testkit.ReadFile(t, testkit.Image(t, dir, "pic.webp", 320, 200)), "image/webp"),
+		img("anim.gif", "image/gif", testkit.ReadFile(t, testkit.Image(t, dir, "anim.gif", 320, 200)), "image/gif"),
+		img("scan.tif", "image/tiff", testkit.ReadFile(t, testkit.Image(t, dir, "scan.tif", 640, 480)), "image/tiff"),
+		img("layers.psd", "", testkit.PSD(64, 48), "image/vnd.adobe.photoshop"),
+		img("phone.heic", "image/heic", testkit.ReadFile(t, testkit.Image(t, dir, "phone.heic", 320, 240)), "image/heic"),
+		img("new.avif", "image/avif", testkit.ReadFile(t, testkit.Image(t, dir, "new.avif", 320, 240)), "image/avif"),
+		img("doc.pdf", "application/pdf", testkit.PDF(300, 200), "application/pdf"),
 		img("logo.svg", "image/svg+xml", []byte(svgFile), "image/svg+xml"),
 		aud("tone.wav", "audio/wav", "audio/wav"),
 		aud("tone.flac", "audio/flac", "audio/flac"),
@@ -128,7 +129,7 @@ func checkJobEvents(t testing.TB, final event.Envelope, evs []event.Envelope, ou
 // not.
 func waitQueueEmpty(t testing.TB, e *env) {
 	t.Helper()
-	waitUntil(t, 20*time.Second, "queue drained", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "queue drained", func() bool {
 		n, inflight := queueDepth(t, e.sqs, e.queueURL)
 		return n == 0 && inflight == 0
 	})
@@ -139,7 +140,7 @@ func waitQueueEmpty(t testing.TB, e *env) {
 func TestSubmitExistingObject(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	data := genImage(t, t.TempDir(), "library.png", 400, 300)
+	data := testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "library.png", 400, 300))
 	const key = "library/2026/library.png"
 	if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(localaws.DefaultBucket), Key: aws.String(key), Body: bytes.NewReader(data)}); err != nil {
 		t.Fatal(err)
@@ -191,7 +192,7 @@ func TestSubmitFromSourceBucket(t *testing.T) {
 	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("library")}); err != nil {
 		t.Fatal(err)
 	}
-	data := genImage(t, t.TempDir(), "scan.png", 300, 200)
+	data := testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "scan.png", 300, 200))
 	if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("library"), Key: aws.String("scan.png"), Body: bytes.NewReader(data)}); err != nil {
 		t.Fatal(err)
 	}

@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -106,7 +103,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	bctx, bcancel := context.WithCancel(context.Background())
 	go func() { bdone <- b.Run(bctx) }()
 	t.Cleanup(func() { bcancel(); <-bdone })
-	waitUntil(t, 10*time.Second, "broker ready", b.Ready)
+	testkit.WaitFor(t, 10*time.Second, "broker ready", b.Ready)
 	e.events = subscribe(t, b.TCPAddr().String(), "apps/"+testApp+"/#")
 	if e.channel, err = tenant.NewChannelID(); err != nil {
 		t.Fatal(err)
@@ -283,17 +280,6 @@ func (r *recorder) receivedAt(id string) time.Time {
 	return r.at[id]
 }
 
-func waitUntil(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // upload asks the intake for a grant and sends the file as a browser
 // does: multipart/form-data, the grant's fields first, the file last.
 func (e *env) upload(t testing.TB, filename, contentType string, data []byte) string {
@@ -374,57 +360,4 @@ func checkOutputs(t testing.TB, e event.Envelope) {
 			t.Errorf("%s: %d bytes, event says %d", o.Key, len(b), o.Bytes)
 		}
 	}
-}
-
-func runTool(t testing.TB, argv ...string) {
-	t.Helper()
-	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %v\n%s", argv, err, out)
-	}
-}
-
-func readFile(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// genImage writes a w×h image in the format dir/name's extension names.
-func genImage(t testing.TB, dir, name string, w, h int) []byte {
-	t.Helper()
-	src := filepath.Join(dir, name+".v")
-	runTool(t, "vips", "xyz", src, fmt.Sprint(w), fmt.Sprint(h))
-	out := filepath.Join(dir, name)
-	runTool(t, "vips", "cast", src, out, "uchar")
-	return readFile(t, out)
-}
-
-// genNoise writes a photo-like (high entropy) w×h RGB image.
-func genNoise(t testing.TB, dir, name string, w, h int) []byte {
-	t.Helper()
-	g := filepath.Join(dir, name+".g.v")
-	runTool(t, "vips", "gaussnoise", g, fmt.Sprint(w), fmt.Sprint(h), "--sigma", "60")
-	c := filepath.Join(dir, name+".c.v")
-	runTool(t, "vips", "cast", g, c, "uchar")
-	src := filepath.Join(dir, name+".src.v")
-	runTool(t, "vips", "bandjoin", c+" "+c+" "+c, src)
-	out := filepath.Join(dir, name)
-	runTool(t, "vips", "copy", src, out)
-	for _, f := range []string{g, c, src} {
-		os.Remove(f)
-	}
-	return readFile(t, out)
-}
-
-// genAudio writes secs seconds of a sine tone in the format of name's
-// extension.
-func genAudio(t testing.TB, dir, name string, secs float64) []byte {
-	t.Helper()
-	out := filepath.Join(dir, name)
-	runTool(t, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-		"-i", fmt.Sprintf("sine=frequency=440:sample_rate=44100:duration=%g", secs), "-ac", "2", out)
-	return readFile(t, out)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/processor/convert"
 )
 
@@ -23,21 +24,23 @@ func errorsIs(err, target error) bool { return errors.Is(err, target) }
 func TestHostileInputsFailWithCode(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Workers = 2 })
 	dir := t.TempDir()
-	tif := genImage(t, dir, "scan.tif", 640, 480)
+	tif := testkit.ReadFile(t, testkit.Image(t, dir, "scan.tif", 640, 480))
 	cases := []struct {
 		name     string
 		upload   func() string
 		wantType string
 		wantCode string
 	}{
-		{"decompression bomb", func() string { return e.upload(t, "bomb.png", "image/png", pngBomb(100000, 100000)) }, event.TypeFailed, "too_large"},
+		{"decompression bomb", func() string { return e.upload(t, "bomb.png", "image/png", testkit.PNGBomb(100000, 100000)) }, event.TypeFailed, "too_large"},
 		{"truncated tiff", func() string { return e.upload(t, "cut.tif", "image/tiff", tif[:len(tif)/2]) }, event.TypeFailed, "corrupt_input"},
 		{"text named png", func() string { return e.upload(t, "notes.png", "image/png", []byte("just some text, not a picture\n")) }, event.TypeFailed, "unsupported_format"},
 		{"svg with external refs", func() string { return e.upload(t, "refs.svg", "image/svg+xml", []byte(svgExternalRefs)) }, event.TypeFailed, "corrupt_input"},
 		{"zero-byte file", func() string { return e.putUpload(t, "empty.jpg", nil) }, event.TypeFailed, "corrupt_input"},
 		// The real type wins over the name: a PNG called .mp3 is converted
 		// as the image it is.
-		{"png named mp3", func() string { return e.upload(t, "song.mp3", "audio/mpeg", genImage(t, dir, "real.png", 200, 100)) }, event.TypeCompleted, ""},
+		{"png named mp3", func() string {
+			return e.upload(t, "song.mp3", "audio/mpeg", testkit.ReadFile(t, testkit.Image(t, dir, "real.png", 200, 100)))
+		}, event.TypeCompleted, ""},
 	}
 	jobs := make([]string, len(cases))
 	for i, c := range cases {
@@ -79,7 +82,7 @@ func TestHostileInputsFailWithCode(t *testing.T) {
 			}
 		})
 	}
-	good := e.upload(t, "after.jpg", "image/jpeg", genImage(t, dir, "after.jpg", 300, 200))
+	good := e.upload(t, "after.jpg", "image/jpeg", testkit.ReadFile(t, testkit.Image(t, dir, "after.jpg", 300, 200)))
 	if final, _ := e.events.final(t, good, 30*time.Second); final.Type != event.TypeCompleted {
 		t.Fatalf("good job after hostile ones: %s %+v", final.Type, final.Error)
 	}
@@ -102,7 +105,7 @@ func TestMalformedEventGoesToDLQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := aws.ToString(out.MessageId)
-	waitUntil(t, 30*time.Second, "message in the DLQ", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "message in the DLQ", func() bool {
 		n, _ := queueDepth(t, e.sqs, e.dlqURL)
 		return n == 1
 	})
@@ -116,7 +119,7 @@ func TestMalformedEventGoesToDLQ(t *testing.T) {
 		t.Error("log line does not carry the parse error")
 	}
 	// The worker still serves.
-	good := e.upload(t, "ok.png", "image/png", genImage(t, t.TempDir(), "ok.png", 100, 100))
+	good := e.upload(t, "ok.png", "image/png", testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "ok.png", 100, 100)))
 	if final, _ := e.events.final(t, good, 30*time.Second); final.Type != event.TypeCompleted {
 		t.Fatalf("job after malformed message: %s %+v", final.Type, final.Error)
 	}

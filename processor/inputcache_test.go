@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // countingFetch serves body and counts how often it was asked to; gate,
@@ -168,7 +169,7 @@ func TestInputCacheCloseRemovesDir(t *testing.T) {
 func TestOutputStepsShareOneDownload(t *testing.T) {
 	work := t.TempDir()
 	e := newEnv(t, func(c *Config) { c.WorkDir = work })
-	id := e.upload(t, "photo.png", "image/png", genImage(t, t.TempDir(), "photo.png", 640, 480))
+	id := e.upload(t, "photo.png", "image/png", testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "photo.png", 640, 480)))
 	final, _ := e.events.final(t, id, 60*time.Second)
 	if final.Type != event.TypeCompleted {
 		t.Fatalf("final event %s (%+v), want job.completed", final.Type, final.Error)

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/localaws"
 )
@@ -31,7 +32,7 @@ func TestStoredOutputIsNotRedone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	put(inKey, genImage(t, t.TempDir(), "in.png", 640, 480), nil)
+	put(inKey, testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "in.png", 640, 480)), nil)
 	st := State{Herald: stateMarker, V: stateVersion, App: testApp, Channel: e.channel, JobID: jobID, Source: SourceSubmit,
 		Step: StepOutput, Pipeline: "image", Outputs: []string{"thumb-256.webp", "thumb-256.jpg"},
 		Input: StateInput{Bucket: localaws.DefaultBucket, Key: inKey, Size: 1}}

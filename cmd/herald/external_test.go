@@ -16,8 +16,8 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/heraldgw/herald/bridge/bridgetest"
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // externalConfig is a herald.yaml shared by the replicas: the same app (and
@@ -102,7 +102,7 @@ func TestFederatedReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	m := bridgetest.Start(t)
+	m := testkit.StartMosquitto(t)
 	cfgFile := filepath.Join(t.TempDir(), "herald.yaml")
 	if err := os.WriteFile(cfgFile, []byte(externalConfig), 0o600); err != nil {
 		t.Fatal(err)

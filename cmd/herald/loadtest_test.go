@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldgw/herald/bridge/bridgetest"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/loadtest"
 )
 
@@ -94,7 +94,7 @@ func TestLoadtestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := startGateway(t, t.TempDir(), "--config", conf, "--roles", "broker,web")
-	m := bridgetest.Start(t)
+	m := testkit.StartMosquitto(t)
 	mosq, mosqPID := "ws://"+m.WSAddr, m.PID()
 
 	const sessions = 500

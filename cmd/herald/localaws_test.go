@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // TestLocalAWSCommand runs `herald localaws` alone and reaches both of its
@@ -31,19 +33,14 @@ func TestLocalAWSCommand(t *testing.T) {
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), BaseEndpoint: aws.String("http://" + addr)}
 	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
 	sqsc := sqs.NewFromConfig(cfg)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := s3c.ListBuckets(context.Background(), &s3.ListBucketsInput{})
-		if err == nil {
-			if len(out.Buckets) != 1 || aws.ToString(out.Buckets[0].Name) != "herald" {
-				t.Fatalf("buckets: got %+v, want the default bucket", out.Buckets)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("localaws not reachable: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var out *s3.ListBucketsOutput
+	testkit.WaitFor(t, 10*time.Second, "localaws reachable", func() bool {
+		var err error
+		out, err = s3c.ListBuckets(context.Background(), &s3.ListBucketsInput{})
+		return err == nil
+	})
+	if len(out.Buckets) != 1 || aws.ToString(out.Buckets[0].Name) != "herald" {
+		t.Fatalf("buckets: got %+v, want the default bucket", out.Buckets)
 	}
 	q, err := sqsc.GetQueueUrl(context.Background(), &sqs.GetQueueUrlInput{QueueName: aws.String("herald-events-dlq")})
 	if err != nil || aws.ToString(q.QueueUrl) == "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/pb33f/libopenapi-validator/config"
 	validatorErrors "github.com/pb33f/libopenapi-validator/errors"
 
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/web"
 )
 
@@ -48,7 +49,7 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 	}
 	g := startGateway(t, t.TempDir())
 	s := g.newSession(t)
-	png := genPNG(t, 64, 48)
+	png := testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "x.png", 64, 48))
 	jobID, channel := uploadFile(t, g.base, "pic.png", "image/png", png)
 	uploaded := fmt.Sprintf("uploads/demo/%s/%s/pic.png", channel, jobID)
 	// The job's status is asked for once it completed, so its answer has

@@ -28,6 +28,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // heraldBin is the herald binary the multi-process tests run, built once
@@ -317,17 +318,6 @@ func queueEmpty(t *testing.T, c *sqs.Client) bool {
 	return n == 0 && m == 0
 }
 
-func waitCond(t *testing.T, within time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // checkStored checks every output of a completed job is in the bucket with
 // its announced size and type.
 func checkStored(t *testing.T, c *s3.Client, e event.Envelope) {
@@ -347,34 +337,6 @@ func checkStored(t *testing.T, c *s3.Client, e event.Envelope) {
 	}
 }
 
-func genWAV(t *testing.T, secs int) []byte {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "long.wav")
-	if out, err := exec.Command("ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-		fmt.Sprintf("sine=frequency=440:sample_rate=44100:duration=%d", secs), "-ac", "2", p).CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg: %v %s", err, out)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func genPNG(t *testing.T, w, h int) []byte {
-	t.Helper()
-	dir := t.TempDir()
-	p := filepath.Join(dir, "x.png")
-	if out, err := exec.Command("vips", "xyz", filepath.Join(dir, "x.v"), strconv.Itoa(w), strconv.Itoa(h)).CombinedOutput(); err != nil {
-		t.Fatalf("vips: %v %s", err, out)
-	}
-	if out, err := exec.Command("vips", "cast", filepath.Join(dir, "x.v"), p, "uchar").CombinedOutput(); err != nil {
-		t.Fatalf("vips: %v %s", err, out)
-	}
-	b, _ := os.ReadFile(p)
-	return b
-}
-
 // TestProcessorCrashMidConversion: a full `herald serve` is SIGKILLed while
 // it converts; restarted on the same data dir it redoes the step once the
 // message's visibility runs out, and the job completes exactly once.
@@ -391,7 +353,7 @@ func TestProcessorCrashMidConversion(t *testing.T) {
 
 	// Five minutes of audio: each of its three outputs takes seconds to
 	// encode, so the kill lands inside a conversion.
-	jobID, _ := uploadFile(t, g.base, "long.wav", "audio/wav", genWAV(t, 300))
+	jobID, _ := uploadFile(t, g.base, "long.wav", "audio/wav", testkit.ReadFile(t, testkit.Audio(t, t.TempDir(), "long.wav", 300)))
 	started := func(r map[string]any) bool { return r["msg"] == "conversion started" && r["job"] == jobID }
 	g.waitLog(60*time.Second, "conversion started", started)
 	victim := g.logs(started)[0]["output"]
@@ -408,7 +370,7 @@ func TestProcessorCrashMidConversion(t *testing.T) {
 	}
 	s3c, sqsc := awsAt(g2.localaws)
 	checkStored(t, s3c, final)
-	waitCond(t, 30*time.Second, "queue drained", func() bool { return queueEmpty(t, sqsc) })
+	testkit.WaitFor(t, 30*time.Second, "queue drained", func() bool { return queueEmpty(t, sqsc) })
 	time.Sleep(500 * time.Millisecond) // a late duplicate would arrive now
 	if f := events.finals(jobID); len(f) != 1 {
 		t.Fatalf("got %d distinct final events, want exactly 1: %+v", len(f), f)
@@ -435,7 +397,7 @@ func TestTwoProcessorsShareQueue(t *testing.T) {
 	events.subscribeService(t, o1.mqttAddr, "svc-share-1")
 	events.subscribeService(t, o2.mqttAddr, "svc-share-2")
 
-	png := genPNG(t, 1500, 1000)
+	png := testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "x.png", 1500, 1000))
 	var jobs []string
 	for i := range 6 {
 		id, _ := uploadFile(t, p1.base, fmt.Sprintf("img-%d.png", i), "image/png", png)
@@ -445,7 +407,7 @@ func TestTwoProcessorsShareQueue(t *testing.T) {
 	for _, id := range jobs {
 		checkStored(t, s3c, events.waitFinal(t, id, 90*time.Second))
 	}
-	waitCond(t, 30*time.Second, "queue drained", func() bool { return queueEmpty(t, sqsc) })
+	testkit.WaitFor(t, 30*time.Second, "queue drained", func() bool { return queueEmpty(t, sqsc) })
 	time.Sleep(500 * time.Millisecond)
 	for _, id := range jobs {
 		if f := events.finals(id); len(f) != 1 {

@@ -24,8 +24,8 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/heraldgw/herald/bridge/bridgetest"
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // scaleoutConfig is the herald.yaml of every process in the scale-out
@@ -293,7 +293,7 @@ func TestScaleOut(t *testing.T) {
 		browsers = 300
 		workers  = 2 // per processor process
 	)
-	m := bridgetest.Start(t)
+	m := testkit.StartMosquitto(t)
 	cfgFile := filepath.Join(t.TempDir(), "herald.yaml")
 	if err := os.WriteFile(cfgFile, []byte(scaleoutConfig), 0o600); err != nil {
 		t.Fatal(err)
@@ -303,7 +303,7 @@ func TestScaleOut(t *testing.T) {
 	upstream := map[string]string{
 		"HERALD_CONFIG": cfgFile, "HERALD_ROLES": "broker,web",
 		"HERALD_FEDERATION_URL":      "mqtt://" + m.PasswordAddr,
-		"HERALD_FEDERATION_USERNAME": bridgetest.User, "HERALD_FEDERATION_PASSWORD": bridgetest.Password,
+		"HERALD_FEDERATION_USERNAME": testkit.MosquittoUser, "HERALD_FEDERATION_PASSWORD": testkit.MosquittoPassword,
 	}
 	r1 := startChild(t, "replica1", childOpts{dataDir: t.TempDir(), localawsAddr: la, env: upstream})
 	env2 := map[string]string{"HERALD_LOCALAWS_EMBED": "false"}
@@ -317,7 +317,7 @@ func TestScaleOut(t *testing.T) {
 		procs = append(procs, startChild(t, fmt.Sprint("proc", i+1), childOpts{dataDir: t.TempDir(), localawsAddr: la, env: map[string]string{
 			"HERALD_CONFIG": cfgFile, "HERALD_ROLES": "processor",
 			"HERALD_BROKER_MODE": "mqtt", "HERALD_BROKER_URL": "mqtt://" + m.PasswordAddr,
-			"HERALD_BROKER_USERNAME": bridgetest.User, "HERALD_BROKER_PASSWORD": bridgetest.Password,
+			"HERALD_BROKER_USERNAME": testkit.MosquittoUser, "HERALD_BROKER_PASSWORD": testkit.MosquittoPassword,
 			"HERALD_PROCESSOR_WORKERS": fmt.Sprint(workers),
 		}}))
 	}
@@ -364,7 +364,7 @@ func TestScaleOut(t *testing.T) {
 	}
 	finished := time.Since(t1)
 	_, sqsc := awsAt("http://" + la)
-	waitCond(t, 20*time.Second, "queue drained", func() bool { return queueEmpty(t, sqsc) })
+	testkit.WaitFor(t, 20*time.Second, "queue drained", func() bool { return queueEmpty(t, sqsc) })
 	time.Sleep(500 * time.Millisecond) // a late duplicate or stray event would arrive now
 
 	s3c, _ := awsAt("http://" + la)
@@ -454,7 +454,7 @@ func TestScaleOut(t *testing.T) {
 	}); len(errs) > 0 {
 		t.Fatalf("browsers did not reconnect on the other replica: %v", errs)
 	}
-	waitCond(t, 20*time.Second, "retained final events on the other replica", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "retained final events on the other replica", func() bool {
 		for _, m := range movers {
 			if !m.completed() {
 				return false

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -21,7 +22,7 @@ func Go(t testing.TB, run func(context.Context) error) (stop func() error) {
 	go func() { done <- run(ctx) }()
 	var once sync.Once
 	var err error
-	stop = func() error {
+	halt := func() error {
 		once.Do(func() {
 			cancel()
 			err = <-done
@@ -31,10 +32,14 @@ func Go(t testing.TB, run func(context.Context) error) (stop func() error) {
 		})
 		return err
 	}
+	var stopped atomic.Bool // the test called stop and has the error
 	t.Cleanup(func() {
-		if err := stop(); err != nil {
+		if err := halt(); err != nil && !stopped.Load() {
 			t.Errorf("part stopped with: %v", err)
 		}
 	})
-	return stop
+	return func() error {
+		stopped.Store(true)
+		return halt()
+	}
 }

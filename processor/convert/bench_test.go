@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // benchImages makes n photo-like JPEGs of w×h (smoothed noise, so neither
@@ -19,11 +21,11 @@ func benchImages(b *testing.B, n, w, h int) []string {
 	var paths []string
 	for i := 0; i < n; i++ {
 		base := filepath.Join(dir, fmt.Sprintf("img%02d", i))
-		runTool(b, "vips", "gaussnoise", base+".n.v", strconv.Itoa(w), strconv.Itoa(h), "--sigma", "80", "--mean", strconv.Itoa(100+i))
-		runTool(b, "vips", "gaussblur", base+".n.v", base+".b.v", "1.5")
-		runTool(b, "vips", "cast", base+".b.v", base+".c.v", "uchar")
-		runTool(b, "vips", "bandjoin", base+".c.v "+base+".c.v "+base+".c.v", base+".rgb.v")
-		runTool(b, "vips", "copy", base+".rgb.v", base+".jpg[Q=85]")
+		testkit.Exec(b, "vips", "gaussnoise", base+".n.v", strconv.Itoa(w), strconv.Itoa(h), "--sigma", "80", "--mean", strconv.Itoa(100+i))
+		testkit.Exec(b, "vips", "gaussblur", base+".n.v", base+".b.v", "1.5")
+		testkit.Exec(b, "vips", "cast", base+".b.v", base+".c.v", "uchar")
+		testkit.Exec(b, "vips", "bandjoin", base+".c.v "+base+".c.v "+base+".c.v", base+".rgb.v")
+		testkit.Exec(b, "vips", "copy", base+".rgb.v", base+".jpg[Q=85]")
 		for _, ext := range []string{".n.v", ".b.v", ".c.v", ".rgb.v"} {
 			os.Remove(base + ext)
 		}

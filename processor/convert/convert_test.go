@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/processor/sniff"
 )
 
@@ -34,16 +35,16 @@ func TestConvertImages(t *testing.T) {
 		path string
 		w, h int
 	}{
-		{"jpeg", genImage(t, src, "a.jpg", 1200, 800, false), 1200, 800},
-		{"png", genImage(t, src, "a.png", 1200, 800, false), 1200, 800},
-		{"webp", genImage(t, src, "a.webp", 1200, 800, false), 1200, 800},
-		{"gif", genImage(t, src, "a.gif", 300, 500, false), 300, 500},
-		{"tiff", genImage(t, src, "a.tif", 1200, 800, false), 1200, 800},
-		{"heic", genImage(t, src, "a.heic", 640, 480, false), 640, 480},
-		{"avif", genImage(t, src, "a.avif", 640, 480, false), 640, 480},
-		{"psd", writePSD(t, filepath.Join(src, "a.psd"), 400, 300), 400, 300},
-		{"pdf", writePDF(t, filepath.Join(src, "a.pdf"), 612, 792), 612, 792},
-		{"svg", writeFile(t, filepath.Join(src, "a.svg"), []byte(`<?xml version="1.0"?>
+		{"jpeg", testkit.Image(t, src, "a.jpg", 1200, 800), 1200, 800},
+		{"png", testkit.Image(t, src, "a.png", 1200, 800), 1200, 800},
+		{"webp", testkit.Image(t, src, "a.webp", 1200, 800), 1200, 800},
+		{"gif", testkit.Image(t, src, "a.gif", 300, 500), 300, 500},
+		{"tiff", testkit.Image(t, src, "a.tif", 1200, 800), 1200, 800},
+		{"heic", testkit.Image(t, src, "a.heic", 640, 480), 640, 480},
+		{"avif", testkit.Image(t, src, "a.avif", 640, 480), 640, 480},
+		{"psd", testkit.WriteFile(t, filepath.Join(src, "a.psd"), testkit.PSD(400, 300)), 400, 300},
+		{"pdf", testkit.WriteFile(t, filepath.Join(src, "a.pdf"), testkit.PDF(612, 792)), 612, 792},
+		{"svg", testkit.WriteFile(t, filepath.Join(src, "a.svg"), []byte(`<?xml version="1.0"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="2000" height="500"><rect width="2000" height="500" fill="#0a0"/></svg>`)), 2000, 500},
 	}
 	specs := DefaultPipelines()[0].Outputs
@@ -55,7 +56,7 @@ func TestConvertImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeFile(t, input, data)
+			testkit.WriteFile(t, input, data)
 			for _, spec := range specs {
 				got, err := e.Convert(context.Background(), Request{InputPath: input, WorkDir: wd, Output: spec})
 				if err != nil {
@@ -91,7 +92,7 @@ func TestConvertAudio(t *testing.T) {
 	for _, name := range []string{"a.wav", "a.flac", "a.aiff", "a.mp3", "a.ogg", "a.m4a"} {
 		t.Run(name, func(t *testing.T) {
 			wd := t.TempDir()
-			path := genAudio(t, src, name, secs)
+			path := testkit.Audio(t, src, name, secs)
 			input := filepath.Join(wd, "input")
 			if err := os.Rename(path, input); err != nil {
 				t.Fatal(err)
@@ -129,7 +130,7 @@ func TestConvertAudio(t *testing.T) {
 func TestConvertOpusIsWebM(t *testing.T) {
 	e := newEngine(t, nil)
 	wd := t.TempDir()
-	input := genAudio(t, wd, "in.wav", 1)
+	input := testkit.Audio(t, wd, "in.wav", 1)
 	out, err := e.Convert(context.Background(), Request{InputPath: input, WorkDir: wd,
 		Output: OutputSpec{Name: "o", Converter: ConverterAudio, Format: "opus"}})
 	if err != nil {
@@ -150,7 +151,7 @@ func TestConvertOpusIsWebM(t *testing.T) {
 func TestWorkDirRemoved(t *testing.T) {
 	e := newEngine(t, nil)
 	parent := t.TempDir()
-	src := genImage(t, parent, "src.png", 300, 200, false)
+	src := testkit.Image(t, parent, "src.png", 300, 200)
 	data, _ := os.ReadFile(src)
 	spec := OutputSpec{Name: "thumb", Converter: ConverterImage, Format: "webp"}
 	tests := []struct {
@@ -167,7 +168,7 @@ func TestWorkDirRemoved(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			input := writeFile(t, filepath.Join(dir, "input"), tt.input)
+			input := testkit.WriteFile(t, filepath.Join(dir, "input"), tt.input)
 			_, err = e.Convert(context.Background(), Request{InputPath: input, WorkDir: dir, Output: spec})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Convert() error = %v, wantErr %v", err, tt.wantErr)

@@ -3,6 +3,7 @@ package convert
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // TestRunKillsProcessGroup: on timeout the whole process group dies, not
@@ -43,17 +46,10 @@ func TestRunKillsProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The grandchild is gone, or a zombie waiting for init to reap it.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.WaitFor(t, 5*time.Second, fmt.Sprintf("grandchild %d gone", pid), func() bool {
 		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil || strings.Contains(string(stat), ") Z ") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("grandchild %d still running: %s", pid, stat)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err != nil || strings.Contains(string(stat), ") Z ")
+	})
 }
 
 func TestRunEnvironmentIsMinimal(t *testing.T) {

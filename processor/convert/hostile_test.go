@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // TestHostileInputs feeds inputs meant to hurt a converter and checks each
@@ -20,13 +22,13 @@ import (
 func TestHostileInputs(t *testing.T) {
 	e := newEngine(t, nil)
 	src := t.TempDir()
-	png := genImage(t, src, "ok.png", 400, 300, false)
+	png := testkit.Image(t, src, "ok.png", 400, 300)
 	pngData, _ := os.ReadFile(png)
-	jpg := genImage(t, src, "ok.jpg", 400, 300, true)
+	jpg := testkit.NoiseImage(t, src, "ok.jpg", 400, 300)
 	jpgData, _ := os.ReadFile(jpg)
-	tif := genImage(t, src, "ok.tif", 400, 300, true)
+	tif := testkit.NoiseImage(t, src, "ok.tif", 400, 300)
 	tifData, _ := os.ReadFile(tif)
-	wav := genAudio(t, src, "ok.wav", 1)
+	wav := testkit.Audio(t, src, "ok.wav", 1)
 	wavData, _ := os.ReadFile(wav)
 	pwned := filepath.Join(src, "pwned")
 	mvg := []byte("push graphic-context\nviewbox 0 0 640 480\nfill 'url(https://127.0.0.1/x.jpg\"|touch \"" + pwned + ")'\npop graphic-context\n")
@@ -39,8 +41,8 @@ func TestHostileInputs(t *testing.T) {
 		spec  OutputSpec
 		want  Code // "" means it converts
 	}{
-		{"png bomb 100000x100000", pngBomb(100000, 100000), thumb, CodeTooLarge},
-		{"tiff bomb 100000x100000", tiffBomb(100000, 100000), thumb, CodeTooLarge},
+		{"png bomb 100000x100000", testkit.PNGBomb(100000, 100000), thumb, CodeTooLarge},
+		{"tiff bomb 100000x100000", testkit.TIFFBomb(100000, 100000), thumb, CodeTooLarge},
 		{"svg bomb", []byte(`<svg xmlns="http://www.w3.org/2000/svg" width="100000" height="100000"/>`), thumb, CodeTooLarge},
 		{"truncated tiff", tifData[:len(tifData)/2], thumb, CodeCorruptInput},
 		{"truncated jpeg", jpgData[:len(jpgData)/2], thumb, CodeCorruptInput},
@@ -63,7 +65,7 @@ func TestHostileInputs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wd := t.TempDir()
-			input := writeFile(t, filepath.Join(wd, "upload.jpg"), tt.input)
+			input := testkit.WriteFile(t, filepath.Join(wd, "upload.jpg"), tt.input)
 			out, err := e.Convert(context.Background(), Request{InputPath: input, WorkDir: wd, Output: tt.spec})
 			if tt.want == "" {
 				if err != nil {
@@ -197,7 +199,7 @@ func TestSVGExternalReferences(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wd := t.TempDir()
-			input := writeFile(t, filepath.Join(wd, "input"), []byte(tt.svg))
+			input := testkit.WriteFile(t, filepath.Join(wd, "input"), []byte(tt.svg))
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			out, err := e.Convert(ctx, Request{InputPath: input, WorkDir: wd,
@@ -238,7 +240,7 @@ func TestMissingLoaderIsUnsupported(t *testing.T) {
 	// be caused on this machine.
 	delete(e.loaders, "heifload")
 	wd := t.TempDir()
-	input := genImage(t, wd, "in.heic", 64, 48, false)
+	input := testkit.Image(t, wd, "in.heic", 64, 48)
 	_, err := e.Convert(context.Background(), Request{InputPath: input, WorkDir: wd,
 		Output: OutputSpec{Name: "t", Converter: ConverterImage, Format: "jpeg"}})
 	if got := CodeOf(err); got != CodeUnsupportedFormat {
@@ -252,7 +254,7 @@ func TestMemoryLimitApplies(t *testing.T) {
 	// mistaken for a bad input.
 	e := newEngine(t, func(c *Config) { c.MemoryLimit = 64 << 20 })
 	wd := t.TempDir()
-	input := genImage(t, wd, "in.tif", 64, 48, false)
+	input := testkit.Image(t, wd, "in.tif", 64, 48)
 	_, err := e.Convert(context.Background(), Request{InputPath: input, WorkDir: wd,
 		Output: OutputSpec{Name: "t", Converter: ConverterImage, Format: "jpeg"}})
 	if got := CodeOf(err); got != CodeConverterFailed {
@@ -265,7 +267,7 @@ func TestConvertTimeout(t *testing.T) {
 	wd := t.TempDir()
 	// Ten minutes of audio take well over 50 ms to encode on any machine.
 	input := filepath.Join(wd, "long.flac")
-	runTool(t, "ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "anoisesrc=d=600:r=8000", "-c:a", "flac", input)
+	testkit.Exec(t, "ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "anoisesrc=d=600:r=8000", "-c:a", "flac", input)
 	_, err := e.Convert(context.Background(), Request{InputPath: input, WorkDir: wd,
 		Output: OutputSpec{Name: "a", Converter: ConverterAudio, Format: "opus"}})
 	if got := CodeOf(err); got != CodeTimeout {
@@ -279,7 +281,7 @@ func TestConvertTimeout(t *testing.T) {
 func TestConvertCanceledIsNotAFailure(t *testing.T) {
 	e := newEngine(t, nil)
 	wd := t.TempDir()
-	input := genImage(t, wd, "in.png", 64, 48, false)
+	input := testkit.Image(t, wd, "in.png", 64, 48)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := e.Convert(ctx, Request{InputPath: input, WorkDir: wd,
@@ -297,7 +299,7 @@ func TestRequestValidation(t *testing.T) {
 	e := newEngine(t, nil)
 	wd := t.TempDir()
 	good := OutputSpec{Name: "t", Converter: ConverterImage, Format: "jpeg"}
-	input := genImage(t, wd, "in.png", 64, 48, false)
+	input := testkit.Image(t, wd, "in.png", 64, 48)
 	bracket := filepath.Join(wd, "in[fail].png")
 	if err := os.Link(input, bracket); err != nil {
 		t.Fatal(err)

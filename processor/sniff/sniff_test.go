@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 func TestBytes(t *testing.T) {
@@ -95,27 +97,18 @@ func TestFileReal(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-	}
-	src := filepath.Join(dir, "src.v")
-	run("vips", "black", src, "32", "24", "--bands", "3")
 	images := map[string]string{
 		"a.jpg": JPEG, "a.png": PNG, "a.webp": WebP, "a.gif": GIF, "a.tif": TIFF,
 		"a.heic": HEIC, "a.avif": AVIF,
 	}
 	for name := range images {
-		run("vips", "copy", src, filepath.Join(dir, name))
+		testkit.Image(t, dir, name, 32, 24)
 	}
 	audio := map[string]string{
 		"a.wav": WAV, "a.flac": FLAC, "a.aiff": AIFF, "a.mp3": MP3, "a.ogg": OGG, "a.opus": OGG, "a.m4a": M4A,
 	}
 	for name := range audio {
-		run("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-			"-i", "sine=frequency=440:duration=0.2", filepath.Join(dir, name))
+		testkit.Audio(t, dir, name, 0.2)
 	}
 	want := map[string]string{}
 	for k, v := range images {

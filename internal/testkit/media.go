@@ -1,8 +1,7 @@
-package convert
+package testkit
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -12,72 +11,54 @@ import (
 	"testing"
 )
 
-// Test inputs are made at test time by the real encoders (vips, ffmpeg), or
-// written here byte by byte where no encoder is at hand (PSD, PDF) or the
-// file must be hostile.
+// Media samples are made at test time by the real encoders (vips, ffmpeg),
+// or written here byte by byte where no encoder is at hand (PSD, PDF) or
+// the file must be hostile. Nothing is downloaded or committed.
 
-func newEngine(t testing.TB, mod func(*Config)) *Engine {
-	t.Helper()
-	for _, tool := range []string{"vips", "vipsheader", "ffmpeg", "ffprobe", "prlimit"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-	var cfg Config
-	if mod != nil {
-		mod(&cfg)
-	}
-	e, err := New(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatalf("New() error = %v", err)
-	}
-	return e
-}
-
-func runTool(t testing.TB, argv ...string) {
-	t.Helper()
-	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %v\n%s", argv, err, out)
-	}
-}
-
-// genImage writes a w×h RGB image to dir/name in the format its extension
-// names. With noise, the image has photo-like entropy (for benchmarks).
-func genImage(t testing.TB, dir, name string, w, h int, noise bool) string {
+// Image writes a black w×h RGB image to dir/name in the format its
+// extension names, and returns its path.
+func Image(t testing.TB, dir, name string, w, h int) string {
 	t.Helper()
 	src := filepath.Join(dir, name+".src.v")
-	if noise {
-		g := filepath.Join(dir, name+".g.v")
-		runTool(t, "vips", "gaussnoise", g, fmt.Sprint(w), fmt.Sprint(h), "--sigma", "60")
-		c := filepath.Join(dir, name+".c.v")
-		runTool(t, "vips", "cast", g, c, "uchar")
-		runTool(t, "vips", "bandjoin", c+" "+c+" "+c, src)
-		os.Remove(g)
-		os.Remove(c)
-	} else {
-		runTool(t, "vips", "black", src, fmt.Sprint(w), fmt.Sprint(h), "--bands", "3")
-	}
+	Exec(t, "vips", "black", src, fmt.Sprint(w), fmt.Sprint(h), "--bands", "3")
 	out := filepath.Join(dir, name)
-	runTool(t, "vips", "copy", src, out)
+	Exec(t, "vips", "copy", src, out)
 	os.Remove(src)
 	return out
 }
 
-// genAudio writes a sine tone of secs seconds to dir/name, format by
-// extension.
-func genAudio(t testing.TB, dir, name string, secs float64) string {
+// NoiseImage is Image with photo-like entropy, for benchmarks and anything
+// that must not compress to nothing.
+func NoiseImage(t testing.TB, dir, name string, w, h int) string {
+	t.Helper()
+	g := filepath.Join(dir, name+".g.v")
+	Exec(t, "vips", "gaussnoise", g, fmt.Sprint(w), fmt.Sprint(h), "--sigma", "60")
+	c := filepath.Join(dir, name+".c.v")
+	Exec(t, "vips", "cast", g, c, "uchar")
+	src := filepath.Join(dir, name+".src.v")
+	Exec(t, "vips", "bandjoin", c+" "+c+" "+c, src)
+	out := filepath.Join(dir, name)
+	Exec(t, "vips", "copy", src, out)
+	for _, f := range []string{g, c, src} {
+		os.Remove(f)
+	}
+	return out
+}
+
+// Audio writes secs seconds of a 440 Hz stereo sine tone to dir/name in the
+// format its extension names, and returns its path.
+func Audio(t testing.TB, dir, name string, secs float64) string {
 	t.Helper()
 	out := filepath.Join(dir, name)
-	runTool(t, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+	Exec(t, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
 		"-i", fmt.Sprintf("sine=frequency=440:sample_rate=44100:duration=%g", secs), "-ac", "2", out)
 	return out
 }
 
-// writePSD writes a flattened 8-bit RGB Photoshop file with no layers, the
-// simplest document Photoshop itself reads (Adobe File Formats
-// Specification, "Photoshop File Formats").
-func writePSD(t testing.TB, path string, w, h int) string {
-	t.Helper()
+// PSD is a flattened 8-bit RGB Photoshop file with no layers, the simplest
+// document Photoshop itself reads (Adobe File Formats Specification,
+// "Photoshop File Formats").
+func PSD(w, h int) []byte {
 	var b bytes.Buffer
 	b.WriteString("8BPS")
 	be := func(v any) { binary.Write(&b, binary.BigEndian, v) }
@@ -95,15 +76,11 @@ func writePSD(t testing.TB, path string, w, h int) string {
 	for c := 0; c < 3; c++ {
 		b.Write(bytes.Repeat([]byte{byte(80 * c)}, w*h))
 	}
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return b.Bytes()
 }
 
-// writePDF writes a one-page PDF of w×h points with a red rectangle.
-func writePDF(t testing.TB, path string, w, h int) string {
-	t.Helper()
+// PDF is a one-page PDF of w×h points with a red rectangle.
+func PDF(w, h int) []byte {
 	var b bytes.Buffer
 	var offs []int
 	obj := func(s string) {
@@ -122,24 +99,13 @@ func writePDF(t testing.TB, path string, w, h int) string {
 		fmt.Fprintf(&b, "%010d 00000 n \n", o)
 	}
 	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(offs)+1, xref)
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return b.Bytes()
 }
 
-func writeFile(t testing.TB, path string, data []byte) string {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// pngBomb is a valid PNG signature and IHDR declaring w×h RGB pixels,
+// PNGBomb is a valid PNG signature and IHDR declaring w×h RGB pixels,
 // followed by a tiny IDAT and IEND: a few dozen bytes that would decode to
 // gigabytes.
-func pngBomb(w, h uint32) []byte {
+func PNGBomb(w, h uint32) []byte {
 	var b bytes.Buffer
 	b.WriteString("\x89PNG\r\n\x1a\n")
 	chunk := func(typ string, data []byte) {
@@ -160,9 +126,9 @@ func pngBomb(w, h uint32) []byte {
 	return b.Bytes()
 }
 
-// tiffBomb is a little-endian TIFF whose only IFD declares w×h 8-bit grey
+// TIFFBomb is a little-endian TIFF whose only IFD declares w×h 8-bit grey
 // pixels in one uncompressed strip that is not there.
-func tiffBomb(w, h uint32) []byte {
+func TIFFBomb(w, h uint32) []byte {
 	var b bytes.Buffer
 	b.WriteString("II*\x00")
 	binary.Write(&b, binary.LittleEndian, uint32(8))
@@ -189,4 +155,32 @@ func tiffBomb(w, h uint32) []byte {
 	binary.Write(&b, binary.LittleEndian, uint32(0))
 	b.Write(make([]byte, 256))
 	return b.Bytes()
+}
+
+// WriteFile writes data to path and returns path.
+func WriteFile(t testing.TB, path string, data []byte) string {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ReadFile returns the contents of path.
+func ReadFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Exec runs a tool (vips, ffmpeg) and fails the test with its output if
+// it fails.
+func Exec(t testing.TB, argv ...string) {
+	t.Helper()
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", argv, err, out)
+	}
 }

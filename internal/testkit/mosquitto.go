@@ -1,8 +1,4 @@
-// Package bridgetest runs a real Mosquitto broker for tests of the external
-// broker modes: a plain listener, a password listener, a mutual-TLS listener
-// and a WebSocket listener on free loopback ports, with certificates made
-// by the test. Tests skip when /usr/sbin/mosquitto is not installed.
-package bridgetest
+package testkit
 
 import (
 	"bytes"
@@ -26,16 +22,20 @@ import (
 	"time"
 )
 
-// Binary is where Debian installs the broker.
-const Binary = "/usr/sbin/mosquitto"
+// MosquittoBinary is where Debian installs the broker.
+const MosquittoBinary = "/usr/sbin/mosquitto"
 
-// Users of the password listener.
+// The user of Mosquitto's password listener.
 const (
-	User     = "herald"
-	Password = "herald-test-password"
+	MosquittoUser     = "herald"
+	MosquittoPassword = "herald-test-password"
 )
 
-// Mosquitto is one broker process; Stop and Start reuse the same ports,
+// Mosquitto is a real Mosquitto broker for tests of the external broker
+// modes: a plain listener, a password listener, a mutual-TLS listener and a
+// WebSocket listener on free loopback ports, with certificates made by the
+// test. Tests skip when MosquittoBinary is not installed. Mosquitto is one
+// broker process; Stop and Start reuse the same ports,
 // configuration and persistence file.
 type Mosquitto struct {
 	t    testing.TB
@@ -53,17 +53,17 @@ type Mosquitto struct {
 	ClientCert tls.Certificate
 }
 
-// Start writes a config into a temporary directory and starts Mosquitto
+// StartMosquitto writes a config into a temporary directory and starts Mosquitto
 // with persistence on. It is stopped when the test ends.
-func Start(t testing.TB) *Mosquitto {
+func StartMosquitto(t testing.TB) *Mosquitto {
 	t.Helper()
-	if _, err := os.Stat(Binary); err != nil {
+	if _, err := os.Stat(MosquittoBinary); err != nil {
 		t.Skipf("mosquitto not installed: %v", err)
 	}
 	// A port found free can be taken before Mosquitto binds it (its
 	// WebSocket listener also binds IPv6); try fresh ports a few times.
 	for attempt := 1; ; attempt++ {
-		m, err := start(t)
+		m, err := startMosquitto(t)
 		if err == nil {
 			t.Cleanup(m.Stop)
 			return m
@@ -74,12 +74,12 @@ func Start(t testing.TB) *Mosquitto {
 	}
 }
 
-func start(t testing.TB) (*Mosquitto, error) {
+func startMosquitto(t testing.TB) (*Mosquitto, error) {
 	m := &Mosquitto{t: t, dir: t.TempDir()}
 	m.PlainAddr, m.PasswordAddr, m.TLSAddr, m.WSAddr = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	m.writeCerts()
 	pw := filepath.Join(m.dir, "passwd")
-	if out, err := exec.Command("/usr/bin/mosquitto_passwd", "-b", "-c", pw, User, Password).CombinedOutput(); err != nil {
+	if out, err := exec.Command("/usr/bin/mosquitto_passwd", "-b", "-c", pw, MosquittoUser, MosquittoPassword).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
 	}
 	port := func(a string) string { _, p, _ := net.SplitHostPort(a); return p }
@@ -135,7 +135,7 @@ func (m *Mosquitto) Start() {
 
 func (m *Mosquitto) launch() error {
 	m.out.Reset()
-	m.cmd = exec.Command(Binary, "-c", m.conf)
+	m.cmd = exec.Command(MosquittoBinary, "-c", m.conf)
 	m.cmd.Stdout, m.cmd.Stderr = &m.out, &m.out
 	if err := m.cmd.Start(); err != nil {
 		return fmt.Errorf("start mosquitto: %w", err)

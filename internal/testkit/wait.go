@@ -1,0 +1,23 @@
+package testkit
+
+import (
+	"testing"
+	"time"
+)
+
+// WaitFor polls cond until it holds, and fails the test naming what it
+// waited for if it does not within the given time. Polls start at 1 ms and
+// back off to 50 ms, so a fast condition costs little and a slow one (a
+// queue's attributes over HTTP) is not hammered.
+func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	pause := time.Millisecond
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
