@@ -14,13 +14,14 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/processor/convert"
 )
 
 // examplePipelines reads the pipelines of docs/examples/{file}.
 func examplePipelines(t testing.TB, file string) []convert.Pipeline {
 	t.Helper()
-	b := readFile(t, filepath.Join("..", "docs", "examples", file))
+	b := testkit.ReadFile(t, filepath.Join("..", "docs", "examples", file))
 	var doc struct {
 		Processor struct {
 			Convert convert.Config `yaml:"convert"`
@@ -68,8 +69,8 @@ func TestCommandExamplesEndToEnd(t *testing.T) {
 	pipelines := append(examplePipelines(t, "optimize-jpeg.yaml"), examplePipelines(t, "quantize-png.yaml")...)
 	e := newEnv(t, func(c *Config) { c.Pipelines = pipelines })
 	dir := t.TempDir()
-	jpg := genNoise(t, dir, "photo.jpg", 800, 600)
-	png := genImage(t, dir, "shot.png", 800, 600)
+	jpg := testkit.ReadFile(t, testkit.NoiseImage(t, dir, "photo.jpg", 800, 600))
+	png := testkit.ReadFile(t, testkit.Image(t, dir, "shot.png", 800, 600))
 	tests := []struct {
 		filename, contentType string
 		data                  []byte
@@ -121,7 +122,7 @@ func TestCommandGlobEndToEnd(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.Pipelines = []convert.Pipeline{{Name: "split", KeyPrefix: "uploads/", MIME: []string{"image/png"}, Outputs: []convert.OutputSpec{pages, thumb}}}
 	})
-	id := e.upload(t, "in.png", "image/png", genImage(t, t.TempDir(), "in.png", 120, 90))
+	id := e.upload(t, "in.png", "image/png", testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "in.png", 120, 90)))
 	final, evs := e.events.final(t, id, 60*time.Second)
 	if final.Type != event.TypeCompleted {
 		t.Fatalf("%s %+v", final.Type, final.Error)

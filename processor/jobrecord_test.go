@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/localaws"
 )
@@ -30,7 +31,7 @@ func TestJobStatus(t *testing.T) {
 		t.Errorf("bad id: %v, want ErrInvalid", err)
 	}
 
-	ok := e.upload(t, "ok.png", "image/png", genImage(t, t.TempDir(), "ok.png", 300, 200))
+	ok := e.upload(t, "ok.png", "image/png", testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "ok.png", 300, 200)))
 	final, _ := e.events.final(t, ok, 30*time.Second)
 	st, err := status(testApp, ok)
 	if err != nil {
@@ -56,7 +57,7 @@ func TestJobStatus(t *testing.T) {
 	// whose start step ran reports its progress from its outputs.
 	e.stop()
 	inKey := "inputs/pic.png"
-	put(t, e, inKey, genImage(t, t.TempDir(), "pic.png", 64, 48), nil)
+	put(t, e, inKey, testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "pic.png", 64, 48)), nil)
 	id, err := e.intake.SubmitJob(ctx, job.Request{App: testApp, Channel: e.channel, Bucket: localaws.DefaultBucket, Key: inKey})
 	if err != nil {
 		t.Fatal(err)

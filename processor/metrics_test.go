@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/processor/convert"
 )
 
@@ -69,8 +70,8 @@ func TestMetricsAfterMixedRun(t *testing.T) {
 	lowerMaxReceive(t, e, 2)
 	dir := t.TempDir()
 
-	ok := e.upload(t, "ok.png", "image/png", genImage(t, dir, "ok.png", 300, 200))
-	gif := e.upload(t, "anim.gif", "image/gif", genImage(t, dir, "anim.gif", 30, 20))
+	ok := e.upload(t, "ok.png", "image/png", testkit.ReadFile(t, testkit.Image(t, dir, "ok.png", 300, 200)))
+	gif := e.upload(t, "anim.gif", "image/gif", testkit.ReadFile(t, testkit.Image(t, dir, "anim.gif", 30, 20)))
 	txt := e.putUpload(t, "notes.txt", []byte("not an image at all"))
 	if _, err := e.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(e.queueURL), MessageBody: aws.String(`{"not":"an event"}`)}); err != nil {
 		t.Fatal(err)
@@ -81,7 +82,7 @@ func TestMetricsAfterMixedRun(t *testing.T) {
 			t.Fatalf("job %s: %s %+v, want %s", id, final.Type, final.Error, typ)
 		}
 	}
-	waitUntil(t, 30*time.Second, "dead-letter queue depth 1 in the metrics", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "dead-letter queue depth 1 in the metrics", func() bool {
 		v, _ := metricValue(t, e.metrics, "herald_processor_queue_messages", map[string]string{"queue": "dead_letter", "state": "visible"})
 		return v == 1
 	})
@@ -159,7 +160,7 @@ func lowerMaxReceive(t testing.TB, e *env, n int) {
 		Attributes: map[string]string{"RedrivePolicy": policy}}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "the sampler to read the redrive policy", func() bool { return e.proc.maxReceive.Load() == int64(n) })
+	testkit.WaitFor(t, 10*time.Second, "the sampler to read the redrive policy", func() bool { return e.proc.maxReceive.Load() == int64(n) })
 }
 
 func TestParseRedrivePolicy(t *testing.T) {

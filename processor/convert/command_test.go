@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // examplePipelines loads the pipelines of a configuration example in
@@ -56,11 +58,11 @@ func TestCommandExamples(t *testing.T) {
 	jpg := filepath.Join(src, "photo.jpg")
 	// A baseline JPEG with default Huffman tables and metadata, as
 	// cameras write them: what jpegtran -optimize improves on.
-	runTool(t, "vips", "gaussnoise", filepath.Join(src, "n.v"), "640", "480", "--sigma", "30")
-	runTool(t, "vips", "copy", filepath.Join(src, "n.v"), jpg+"[Q=92]")
+	testkit.Exec(t, "vips", "gaussnoise", filepath.Join(src, "n.v"), "640", "480", "--sigma", "30")
+	testkit.Exec(t, "vips", "copy", filepath.Join(src, "n.v"), jpg+"[Q=92]")
 	png := filepath.Join(src, "shot.png")
-	runTool(t, "vips", "xyz", filepath.Join(src, "xyz.v"), "640", "480")
-	runTool(t, "vips", "cast", filepath.Join(src, "xyz.v"), png, "uchar")
+	testkit.Exec(t, "vips", "xyz", filepath.Join(src, "xyz.v"), "640", "480")
+	testkit.Exec(t, "vips", "cast", filepath.Join(src, "xyz.v"), png, "uchar")
 	tests := []struct {
 		example, input, file, mime string
 	}{
@@ -73,7 +75,7 @@ func TestCommandExamples(t *testing.T) {
 			e := newEngine(t, func(c *Config) { c.Pipelines = ps })
 			wd := t.TempDir()
 			input := filepath.Join(wd, "input")
-			writeFile(t, input, readAll(t, tt.input))
+			testkit.WriteFile(t, input, testkit.ReadFile(t, tt.input))
 			spec, ok := ps[0].Output(tt.file)
 			if !ok {
 				t.Fatalf("no output %s in %+v", tt.file, ps[0])
@@ -96,15 +98,6 @@ func TestCommandExamples(t *testing.T) {
 			assertOnly(t, wd, "input", tt.file)
 		})
 	}
-}
-
-func readAll(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // assertOnly checks that the work dir holds exactly names: the command's
@@ -131,7 +124,7 @@ func TestCommandFailures(t *testing.T) {
 	requireBinaries(t, "jpegtran")
 	e := newEngine(t, nil)
 	src := t.TempDir()
-	png := genImage(t, src, "in.png", 64, 48, false)
+	png := testkit.Image(t, src, "in.png", 64, 48)
 	sh := func(script string) []string { return []string{"/bin/sh", "-c", script, "sh", "{input}", "{output}"} }
 	slow := command("jpeg", sh("sleep 30")...)
 	slow.Limits.Timeout = 300 * time.Millisecond
@@ -161,7 +154,7 @@ func TestCommandFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			wd := t.TempDir()
 			input := filepath.Join(wd, "input")
-			writeFile(t, input, readAll(t, png))
+			testkit.WriteFile(t, input, testkit.ReadFile(t, png))
 			start := time.Now()
 			_, err := e.Convert(context.Background(), Request{InputPath: input, WorkDir: wd, Output: tt.spec})
 			if got := CodeOf(err); got != tt.want || !strings.Contains(err.Error(), tt.msg) {
@@ -180,7 +173,7 @@ func TestCommandFailures(t *testing.T) {
 func TestCommandCPUTimeReported(t *testing.T) {
 	e := newEngine(t, nil)
 	wd := t.TempDir()
-	input := genImage(t, wd, "in.png", 64, 48, false)
+	input := testkit.Image(t, wd, "in.png", 64, 48)
 	spec := command("png", "/bin/sh", "-c", "while :; do :; done", "sh", "{input}")
 	spec.Files = "*.png"
 	spec.Command = append(spec.Command, "{outputDir}")
@@ -205,7 +198,7 @@ func TestCommandPlaceholderInjection(t *testing.T) {
 		"`touch \"$CANARY\"tick`" + ` {output} {format}.png`
 	wd := t.TempDir()
 	input := filepath.Join(wd, hostile)
-	writeFile(t, input, readAll(t, genImage(t, t.TempDir(), "in.png", 64, 48, false)))
+	testkit.WriteFile(t, input, testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "in.png", 64, 48)))
 
 	// The script succeeds only if it got exactly two arguments and the
 	// first is the input file, byte for byte.
@@ -216,12 +209,12 @@ func TestCommandPlaceholderInjection(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the command did not see the name as one argument: %v", err)
 	}
-	if !bytes.Equal(readAll(t, out.Path), readAll(t, input)) {
+	if !bytes.Equal(testkit.ReadFile(t, out.Path), testkit.ReadFile(t, input)) {
 		t.Error("output differs from the input")
 	}
 	// cp with the same argv: the file read is the input, not /etc/passwd.
 	out, err = e.Convert(context.Background(), Request{InputPath: input, WorkDir: wd, Output: command("png", "cp", "{input}", "{output}")})
-	if err != nil || !bytes.Equal(readAll(t, out.Path), readAll(t, input)) {
+	if err != nil || !bytes.Equal(testkit.ReadFile(t, out.Path), testkit.ReadFile(t, input)) {
 		t.Errorf("cp {input} {output}: %v", err)
 	}
 	if ents, _ := os.ReadDir(canary); len(ents) != 0 {
@@ -236,7 +229,7 @@ func TestCommandSandbox(t *testing.T) {
 	t.Setenv("PASS_ME", "passed-through")
 	e := newEngine(t, nil)
 	wd := t.TempDir()
-	input := genImage(t, wd, "in.png", 64, 48, false)
+	input := testkit.Image(t, wd, "in.png", 64, 48)
 	// The report goes to stdout, whose tail a failure (exit 3) puts into
 	// the error message. dash's ulimit reports KiB for -v and 512-byte
 	// blocks for -f.
@@ -267,7 +260,7 @@ func TestCommandGlob(t *testing.T) {
 	e := newEngine(t, nil)
 	wd := t.TempDir()
 	input := filepath.Join(wd, "input")
-	writeFile(t, input, readAll(t, genImage(t, t.TempDir(), "in.jpg", 80, 60, false)))
+	testkit.WriteFile(t, input, testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "in.jpg", 80, 60)))
 	spec := command("jpeg", "/bin/sh", "-c", `for i in 2 1 3; do cp "$1" "$2/page-$i.jpg"; done; echo notes > "$2/notes.txt"`,
 		"sh", "{input}", "{outputDir}")
 	spec.Name, spec.Files = "pages", "page-*.jpg"
@@ -303,7 +296,7 @@ func TestCommandGlob(t *testing.T) {
 func TestCommandAudioDuration(t *testing.T) {
 	e := newEngine(t, nil)
 	wd := t.TempDir()
-	input := genAudio(t, wd, "in.wav", 1.5)
+	input := testkit.Audio(t, wd, "in.wav", 1.5)
 	spec := command("flac", "ffmpeg", "-nostdin", "-loglevel", "error", "-f", "wav", "-i", "file:{input}", "-f", "{format}", "file:{output}")
 	out, err := e.Convert(context.Background(), Request{InputPath: input, WorkDir: wd, Output: spec})
 	if err != nil {
