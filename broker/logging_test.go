@@ -7,8 +7,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // syncBuffer collects JSON log lines from the broker's goroutines.
@@ -44,11 +47,11 @@ func TestConnectLoggedAtDebug(t *testing.T) {
 	tb := startBroker(t, Config{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	s := mint(t, tb, "demo")
 	mc := mustConnect(t, dialTCP(t, tb), s.Channel, "demo", s.Token)
-	waitFor(t, "connect logged", func() bool { return len(logs.lines("mqtt connect")) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "connect logged", func() bool { return len(logs.lines("mqtt connect")) == 1 })
 	if err := mc.Disconnect(&paho.Disconnect{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "disconnect logged", func() bool { return len(logs.lines("mqtt disconnect")) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "disconnect logged", func() bool { return len(logs.lines("mqtt disconnect")) == 1 })
 	c, d := logs.lines("mqtt connect")[0], logs.lines("mqtt disconnect")[0]
 	if c["level"] != "DEBUG" || c["client"] != s.Channel || c["app"] != "demo" {
 		t.Errorf("connect line %v", c)

@@ -22,6 +22,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // scrape reads a gateway's /metrics: the parsed families and the set of
@@ -92,7 +94,7 @@ func TestMetricsAfterMixedRunAndDashboard(t *testing.T) {
 	s3c, sqsc := awsAt("http://" + g.localaws)
 	queue := lowerMaxReceive(t, sqsc, 2)
 
-	ok, _ := uploadFile(t, g.base, "pic.png", "image/png", genPNG(t, 320, 240))
+	ok, _ := uploadFile(t, g.base, "pic.png", "image/png", testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "x.png", 320, 240)))
 	if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("herald"), Key: aws.String("inputs/notes.txt"),
 		Body: strings.NewReader("not an image")}); err != nil {
 		t.Fatal(err)
@@ -126,7 +128,7 @@ func TestMetricsAfterMixedRunAndDashboard(t *testing.T) {
 	waitJobState(t, g.base, ok, "completed")
 	waitJobState(t, g.base, submitted.JobID, "failed")
 	dlq := map[string]string{"queue": "dead_letter", "state": "visible"}
-	waitCond(t, 60*time.Second, "the malformed message in the dead-letter queue gauge", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the malformed message in the dead-letter queue gauge", func() bool {
 		fams, _ := scrape(t, g.base)
 		return sample(fams, "herald_processor_queue_messages", dlq) == 1
 	})
