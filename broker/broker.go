@@ -123,9 +123,9 @@ func New(cfg Config) (*Broker, error) {
 	if err := b.srv.AddHook(&authHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
-	st := newMemoryStore(b.log)
+	st := newMemoryStore(b.log, b.metrics)
 	if cfg.DataDir != "" {
-		if st, err = openStore(filepath.Join(cfg.DataDir, "broker.db"), b.log); err != nil {
+		if st, err = openStore(filepath.Join(cfg.DataDir, "broker.db"), b.log, b.metrics); err != nil {
 			return nil, err
 		}
 	}
@@ -135,13 +135,17 @@ func New(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker storage hook: %w", err)
 	}
 	b.store = st
+	if err := b.srv.AddHook(&durableHook{b: b}, nil); err != nil {
+		_ = st.Stop()
+		return nil, fmt.Errorf("broker durable hook: %w", err)
+	}
 
 	b.inline = b.srv.NewClient(nil, mqtt.LocalListener, "herald-inline", true)
 	// Version 5 so message expiry applies to what Publish retains.
 	b.inline.Properties.ProtocolVersion = 5
 
 	if cfg.Metrics != nil {
-		if err := b.metrics.register(cfg.Metrics, b.srv); err != nil {
+		if err := b.metrics.register(cfg.Metrics, b.srv, b.store); err != nil {
 			b.closeStore()
 			return nil, err
 		}

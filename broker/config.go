@@ -52,6 +52,8 @@ const (
 	// DefaultConnectTimeout is how long a new connection may take to send
 	// its CONNECT packet.
 	DefaultConnectTimeout = 10 * time.Second
+	// DefaultWriteTimeout bounds one write to a client's socket.
+	DefaultWriteTimeout = 10 * time.Second
 	// DefaultReadBufferSize is the per-connection MQTT read buffer. It only
 	// batches fixed headers and small packets: a larger body is read
 	// straight into its own slice. Every idle connection keeps it.
@@ -135,6 +137,12 @@ type Config struct {
 	// ConnectTimeout bounds the wait for a new connection's CONNECT packet.
 	// Default DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// WriteTimeout bounds one write to a client. A client that reads
+	// nothing for that long is disconnected (its persistent session keeps
+	// what was not acknowledged): mochi holds a client's lock while it
+	// writes, so a stuck write would otherwise hold up every QoS 1 publish
+	// to that client for up to 1.5 keep-alives. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// ReadBufferSize and WriteBufferSize size the per-connection MQTT
 	// buffers. Defaults DefaultReadBufferSize and DefaultWriteBufferSize.
 	ReadBufferSize, WriteBufferSize int
@@ -181,6 +189,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.SessionExpiry, DefaultSessionExpiry)
 	setDur(&c.MessageExpiry, DefaultMessageExpiry)
 	setDur(&c.ConnectTimeout, DefaultConnectTimeout)
+	setDur(&c.WriteTimeout, DefaultWriteTimeout)
 	if c.ConnectRatePerIP == 0 {
 		c.ConnectRatePerIP = DefaultConnectRatePerIP
 	}

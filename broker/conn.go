@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ type conn struct {
 	refused   atomic.Bool // CONNECT refused (already logged)
 
 	fr        framer       // touched only by the reading goroutine
+	wtimeout  time.Duration
 	closeFn   func() error // how to end this transport
 	closeOnce sync.Once
 	closeErr  error
@@ -36,7 +38,7 @@ func (b *Broker) newConn(nc net.Conn, origin string, closeFn func() error) *conn
 	if closeFn == nil {
 		closeFn = nc.Close
 	}
-	c := &conn{Conn: nc, origin: origin, fr: framer{max: b.cfg.MaxPacketSize}, closeFn: closeFn}
+	c := &conn{Conn: nc, origin: origin, fr: framer{max: b.cfg.MaxPacketSize}, closeFn: closeFn, wtimeout: b.cfg.WriteTimeout}
 	// A client gets ConnectTimeout to send CONNECT; mochi then moves the
 	// deadline along with the keep-alive.
 	_ = nc.SetDeadline(time.Now().Add(b.cfg.ConnectTimeout))
@@ -56,6 +58,17 @@ func (c *conn) Read(p []byte) (int, error) {
 			}
 			return 0, ferr
 		}
+	}
+	return n, err
+}
+
+// Write gives each write WriteTimeout; a write that times out ends the
+// connection (part of a packet may have gone out).
+func (c *conn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.wtimeout))
+	n, err := c.Conn.Write(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		_ = c.Close()
 	}
 	return n, err
 }

@@ -22,6 +22,9 @@ type metrics struct {
 	transportRejected *prometheus.CounterVec // before MQTT: by reason
 	wsProtocolErrors  *prometheus.CounterVec // epoll model: by close code
 	wsReadPaused      prometheus.Counter     // epoll model: backpressure
+	storageCommit     prometheus.Histogram   // one per group commit
+	storageErrors     prometheus.Counter     // failed commits
+	storageRefused    *prometheus.CounterVec // publishes refused while storage fails, by source
 }
 
 func newMetrics() *metrics {
@@ -67,17 +70,40 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "websocket_read_paused_total",
 			Help: "Times a WebSocket was left unread because its unread input reached 256 KiB (a client sending faster than the broker handles).",
 		}),
+		storageCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "storage_commit_seconds",
+			Help:    "Duration of one storage commit (a batch of session and retained changes, fsynced).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		storageErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "storage_errors_total",
+			Help: "Storage commits that failed (e.g. the disk is full); they are retried every second.",
+		}),
+		storageRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "storage_refused_total",
+			Help: "Publishes refused because storage could not keep them, by source (api: the gateway's own publishes, mqtt: clients).",
+		}, []string{"source"}),
 	}
 }
 
 // register adds the collectors, plus gauges read straight from mochi's
 // counters, to r.
-func (m *metrics) register(r prometheus.Registerer, info *mqtt.Server) error {
+func (m *metrics) register(r prometheus.Registerer, info *mqtt.Server, st *store) error {
 	const ns, sub = "herald", "broker"
 	in := info.Info
 	cs := []prometheus.Collector{
 		m.connects, m.connectsRefused, m.authFailures, m.subscribeRefused, m.publishRefused,
 		m.dropped, m.disconnects, m.transportRejected, m.wsProtocolErrors, m.wsReadPaused,
+		m.storageCommit, m.storageErrors, m.storageRefused,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "storage_ok",
+			Help: "1 while storage writes succeed, 0 while they fail (new messages are refused and /readyz reports not ready).",
+		}, func() float64 {
+			if st.health() != nil {
+				return 0
+			}
+			return 1
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "connections",
 			Help: "Connected MQTT clients.",

@@ -31,8 +31,11 @@ type PublishOptions struct {
 
 // Publish delivers a message to every subscriber of name as if a trusted
 // client had published it: no ACL applies. It returns once the message is
-// queued for every connected subscriber and stored for offline persistent
-// sessions; it does not wait for acknowledgements.
+// queued for every connected subscriber and, on disk (fsynced), in every
+// persistent session it is queued for and as the retained message; it does
+// not wait for acknowledgements. While storage cannot write, Publish
+// refuses with an error wrapping ErrStorage; an error after the message
+// was handed to mochi means it may still arrive (at least once).
 func (b *Broker) Publish(ctx context.Context, name string, payload []byte, opt PublishOptions) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -62,8 +65,15 @@ func (b *Broker) Publish(ctx context.Context, name string, payload []byte, opt P
 	if opt.Expiry > 0 {
 		pk.Properties.MessageExpiryInterval = uint32((opt.Expiry + time.Second - 1) / time.Second)
 	}
+	if err := b.store.health(); err != nil {
+		b.metrics.storageRefused.WithLabelValues("api").Inc()
+		return fmt.Errorf("publish to %q: %w", name, err)
+	}
 	if err := b.srv.InjectPacket(b.inline, pk); err != nil {
 		return fmt.Errorf("publish to %q: %w", name, err)
+	}
+	if err := b.store.sync(ctx); err != nil {
+		return fmt.Errorf("publish to %q: not stored: %w", name, err)
 	}
 	return nil
 }

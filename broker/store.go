@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -32,10 +33,10 @@ import (
 // their packet id, so after a restart they all collide on id 0, and it drops
 // message expiry; it also writes every session, clean or not, with one
 // fsync per event. This hook stores only sessions that outlive their
-// connection, keeps packet ids and expiry, and writes behind: events are
-// queued and committed in batches by one goroutine, so a publish never waits
-// for the disk. A crash can lose the last few milliseconds of changes; Stop
-// (graceful shutdown) flushes everything.
+// connection and keeps packet ids and expiry. Changes are queued and
+// committed in batches by one goroutine (group commit, see commit.go); a
+// publish that must be durable waits for the commit that holds its
+// changes (sync), everything else does not wait.
 //
 // The hook also keeps the order of each session's pending messages (see
 // sessionOrder); without a file (memory only) it does only that.
@@ -46,10 +47,12 @@ type store struct {
 	srv   *mqtt.Server
 	order *sessionOrder
 
-	mu     sync.RWMutex // guards closed against ops sends
-	closed bool
-	ops    chan storeOp
-	done   chan struct{}
+	mu      sync.RWMutex // guards closed against ops sends
+	closed  bool
+	ops     chan storeOp
+	done    chan struct{}
+	failure atomic.Pointer[storageError] // the last commit's error; nil when it succeeded
+	metrics *metrics
 }
 
 var _ mqtt.Hook = (*store)(nil)
@@ -60,15 +63,6 @@ var (
 	bucketInflight = []byte("inflight")
 	bucketRetained = []byte("retained")
 )
-
-// storeOp is one queued change: put val at key, delete key, or delete every
-// key with prefix key.
-type storeOp struct {
-	bucket []byte
-	key    []byte
-	val    []byte
-	prefix bool
-}
 
 // storedMessage is a retained or inflight message with what mochi's own
 // storage types leave out (packet id, expiry, protocol version).
@@ -86,7 +80,7 @@ type storedMessage struct {
 	Properties      storage.MessageProperties `json:"properties"`
 }
 
-func openStore(path string, log *slog.Logger) (*store, error) {
+func openStore(path string, log *slog.Logger, m *metrics) (*store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("broker storage dir for %q: %w", path, err)
 	}
@@ -106,7 +100,7 @@ func openStore(path string, log *slog.Logger) (*store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("init broker storage %q: %w", path, err)
 	}
-	s := newMemoryStore(log)
+	s := newMemoryStore(log, m)
 	s.db = db
 	go s.writer()
 	return s, nil
@@ -114,9 +108,9 @@ func openStore(path string, log *slog.Logger) (*store, error) {
 
 // newMemoryStore returns the hook without a file: sessions live as long as
 // the process.
-func newMemoryStore(log *slog.Logger) *store {
-	s := &store{log: log, order: newSessionOrder(), ops: make(chan storeOp, 4096), done: make(chan struct{})}
-	return s
+func newMemoryStore(log *slog.Logger, m *metrics) *store {
+	return &store{log: log, order: newSessionOrder(), metrics: m,
+		ops: make(chan storeOp, 4096), done: make(chan struct{})}
 }
 
 func (s *store) ID() string { return "herald-store" }
@@ -131,84 +125,6 @@ func (s *store) Provides(b byte) bool {
 		return true
 	}
 	return false
-}
-
-// Stop flushes queued changes and closes the file. Later events are ignored.
-func (s *store) Stop() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	close(s.ops)
-	s.mu.Unlock()
-	if s.db == nil {
-		return nil
-	}
-	<-s.done
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close broker storage: %w", err)
-	}
-	return nil
-}
-
-func (s *store) enqueue(op storeOp) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed || s.db == nil {
-		return
-	}
-	s.ops <- op
-}
-
-// writer commits queued changes, as many per transaction as are waiting.
-func (s *store) writer() {
-	defer close(s.done)
-	for op := range s.ops {
-		batch := []storeOp{op}
-	drain:
-		for len(batch) < 1024 {
-			select {
-			case o, ok := <-s.ops:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, o)
-			default:
-				break drain
-			}
-		}
-		err := s.db.Update(func(tx *bbolt.Tx) error {
-			for _, o := range batch {
-				if err := apply(tx, o); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			s.log.Error("broker storage write failed", "ops", len(batch), "error", err)
-		}
-	}
-}
-
-func apply(tx *bbolt.Tx, o storeOp) error {
-	b := tx.Bucket(o.bucket)
-	switch {
-	case o.prefix:
-		c := b.Cursor()
-		for k, _ := c.Seek(o.key); k != nil && bytes.HasPrefix(k, o.key); k, _ = c.Next() {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
-	case o.val == nil:
-		return b.Delete(o.key)
-	default:
-		return b.Put(o.key, o.val)
-	}
 }
 
 func (s *store) put(bucket, key []byte, v any) {

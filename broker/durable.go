@@ -1,0 +1,77 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// ackTimeout bounds how long a client's QoS 1 publish waits for storage
+// before it is refused.
+const ackTimeout = 10 * time.Second
+
+// durableHook gives a client's QoS 1 PUBLISH its PUBACK only once the
+// message is stored, as Publish does for the gateway's own messages, and
+// refuses publishes while storage cannot write.
+//
+// mochi writes the PUBACK before it delivers the message (and so before
+// the storage hook has even seen it). So the hook delivers the message
+// itself first, through an inline client carrying the publisher's id (so
+// No Local still applies), waits for storage, and then tells mochi to skip
+// its own delivery (CodeSuccessIgnore): mochi then only writes the PUBACK.
+type durableHook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+var _ mqtt.Hook = (*durableHook)(nil)
+
+func (h *durableHook) ID() string { return "herald-durable" }
+
+func (h *durableHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+
+// OnPublish runs after the ACL hook has accepted the publish.
+func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // Publish waits for storage itself
+	}
+	b := h.b
+	if err := b.store.health(); err != nil {
+		b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
+		return pk, h.refuse(cl, pk)
+	}
+	if pk.FixedHeader.Qos == 0 {
+		return pk, nil
+	}
+	self := b.srv.NewClient(nil, mqtt.LocalListener, cl.ID, true)
+	self.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
+	self.Properties.Username = cl.Properties.Username
+	if err := b.srv.InjectPacket(self, pk); err != nil {
+		b.log.Warn("mqtt publish not delivered", "client", cl.ID, "topic", pk.TopicName, "error", err)
+		return pk, h.refuse(cl, pk)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+	defer cancel()
+	if err := b.store.sync(ctx); err != nil {
+		b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
+		return pk, h.refuse(cl, pk)
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+// refuse says no the way the client's protocol version allows: an MQTT 5
+// client gets PUBACK 0x97 (quota exceeded: try later); 3.1.1 has no
+// negative PUBACK, so the client is disconnected and will publish again
+// when it reconnects. A QoS 0 publish is dropped.
+func (h *durableHook) refuse(cl *mqtt.Client, pk packets.Packet) error {
+	switch {
+	case cl.Properties.ProtocolVersion < 5:
+		h.b.kick(cl, packets.ErrUnspecifiedError)
+		return packets.ErrRejectPacket
+	case pk.FixedHeader.Qos == 0:
+		return packets.ErrRejectPacket
+	}
+	return packets.ErrQuotaExceeded
+}
