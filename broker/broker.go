@@ -175,6 +175,15 @@ func (b *Broker) TCPAddr() net.Addr {
 // connections accepted).
 func (b *Broker) Ready() bool { return b.ready.Load() }
 
+// Health returns nil while the broker serves and its storage writes, and
+// otherwise why not (for /readyz).
+func (b *Broker) Health() error {
+	if !b.ready.Load() {
+		return ErrNotRunning
+	}
+	return b.store.health()
+}
+
 // Clients returns the number of connected MQTT clients.
 func (b *Broker) Clients() int {
 	return int(atomic.LoadInt64(&b.srv.Info.ClientsConnected))

@@ -27,7 +27,7 @@ type conn struct {
 	connected atomic.Bool // CONNECT accepted
 	refused   atomic.Bool // CONNECT refused (already logged)
 
-	fr        framer       // touched only by the reading goroutine
+	fr        framer // touched only by the reading goroutine
 	wtimeout  time.Duration
 	closeFn   func() error // how to end this transport
 	closeOnce sync.Once

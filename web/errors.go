@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
+	"time"
 
 	"github.com/heraldgw/herald/event"
 	"github.com/heraldgw/herald/job"
@@ -141,6 +143,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	level("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "code", ae.Code, "err", err)
 	s.metrics.apiErrors.WithLabelValues(string(ae.Code)).Inc()
+	// A cause that knows when to come back (storage that cannot write)
+	// says so.
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, ra.RetryAfter()).Seconds())))
+	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = ae.Code, ae.Message
 	writeJSON(w, status, body)

@@ -4,19 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // offlineBrowser creates a session on c, connects it with a persistent
 // session, subscribes to its channel and goes away.
 func offlineBrowser(t *testing.T, c *child) session {
 	t.Helper()
-	g := &gateway{base: c.base}
+	g := &testGateway{base: c.base}
 	s := g.newSession(t)
 	mc, _, err := dialMQTT(t, wsOf(c.base), browserConnect(s, true))
 	if err != nil {
@@ -33,17 +38,22 @@ func offlineBrowser(t *testing.T, c *child) session {
 
 func wsOf(base string) string { return "ws" + base[len("http"):] + "/mqtt" }
 
-// receiveIDs collects the ids of the events mc receives until none has
-// come for quiet.
-func receiveIDs(mc *mqttClient, quiet time.Duration) []string {
+// receiveIDs collects the ids of the events mc receives: at least want of
+// them (waiting up to 10 s), then any more that come within 200 ms.
+func receiveIDs(mc *mqttClient, want int) []string {
 	var ids []string
+	limit := time.After(10 * time.Second)
 	for {
+		quiet := time.After(200 * time.Millisecond)
+		if len(ids) < want {
+			quiet = limit
+		}
 		select {
 		case p := <-mc.msgs:
 			var e struct{ ID string }
 			_ = json.Unmarshal(p.Payload, &e)
 			ids = append(ids, e.ID)
-		case <-time.After(quiet):
+		case <-quiet:
 			return ids
 		}
 	}
@@ -53,52 +63,170 @@ func receiveIDs(mc *mqttClient, quiet time.Duration) []string {
 // after the last 202 loses none of them, and the browser gets them all, in
 // order, when it comes back — the job's retained final event included.
 func TestAcknowledgedEventsSurviveSIGKILL(t *testing.T) {
-	const runs, events = 20, 20
-	for run := range runs {
-		dir := t.TempDir()
-		opts := childOpts{dataDir: dir, localawsAddr: freeAddr(t), mqttAddr: freeAddr(t),
-			env: map[string]string{"HERALD_ROLES": "broker,web"}}
-		c := startChild(t, fmt.Sprintf("run%d", run), opts)
-		s := offlineBrowser(t, c)
-		var want []string
-		for i := range events {
-			typ := "x.step"
-			if i == events-1 {
-				typ = "job.completed"
+	for run := range 20 {
+		killAfterAcks(t, fmt.Sprintf("http%d", run), func(c *child, s session, id string, body map[string]any) {
+			if resp, out := postJSON(t, c.base+"/v1/events", testAPIKey, body); resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("POST event %s: %d %s", id, resp.StatusCode, out)
 			}
-			id := fmt.Sprintf("evt_%d_%d", run, i)
-			resp, body := postJSON(t, c.base+"/v1/events", testAPIKey, map[string]any{
-				"v": 1, "type": typ, "id": id, "channel": s.Channel, "jobId": "job1", "seq": i + 1})
-			if resp.StatusCode != http.StatusAccepted {
-				t.Fatalf("run %d: POST event %d: %d %s", run, i, resp.StatusCode, body)
-			}
-			want = append(want, id)
-		}
-		c.kill(syscall.SIGKILL)
-
-		c2 := startChild(t, fmt.Sprintf("run%d-restarted", run), opts)
-		mc, ca, err := dialMQTT(t, wsOf(c2.base), browserConnect(s, false))
-		if err != nil {
-			t.Fatalf("run %d: reconnect: %v", run, err)
-		}
-		if !ca.SessionPresent {
-			t.Fatalf("run %d: session lost", run)
-		}
-		got := receiveIDs(mc, time.Second)
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("run %d: after SIGKILL the browser got %d events %v, want %d in order %v", run, len(got), got, len(want), want)
-		}
-		// The final event is retained for a browser that subscribes later.
-		fresh, _, err := dialMQTT(t, wsOf(c2.base), browserConnect(s, true))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := fresh.c.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}}); err != nil {
-			t.Fatal(err)
-		}
-		if got := receiveIDs(fresh, 500*time.Millisecond); len(got) != 1 || got[0] != want[events-1] {
-			t.Fatalf("run %d: retained after SIGKILL: %v, want [%s]", run, got, want[events-1])
-		}
-		c2.kill(syscall.SIGTERM)
+		})
 	}
+}
+
+// The same for a service publishing QoS 1 over MQTT: a PUBACK means stored.
+func TestPubackedEventsSurviveSIGKILL(t *testing.T) {
+	for run := range 5 {
+		var svc *mqttClient
+		killAfterAcks(t, fmt.Sprintf("mqtt%d", run), func(c *child, s session, id string, body map[string]any) {
+			if svc == nil {
+				var err error
+				svc, _, err = dialMQTT(t, wsOf(c.base), &paho.Connect{ClientID: "svc-events", Username: "demo", UsernameFlag: true,
+					Password: []byte(testAPIKey), PasswordFlag: true, KeepAlive: 60, CleanStart: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			body["app"], body["time"] = "demo", time.Now().UTC()
+			payload, _ := json.Marshal(body)
+			name := "apps/demo/channels/" + s.Channel + "/jobs/job1"
+			pr, err := svc.c.Publish(context.Background(), &paho.Publish{Topic: name, QoS: 1, Retain: body["type"] == "job.completed", Payload: payload})
+			if err != nil || pr.ReasonCode != 0 {
+				t.Fatalf("publish %s: %v %+v", id, err, pr)
+			}
+		})
+	}
+}
+
+// killAfterAcks has publish send 20 events of one job to an offline
+// browser, each acknowledged, kills the gateway with SIGKILL at once,
+// restarts it and checks that the browser gets all of them in order and
+// that the final one is retained.
+func killAfterAcks(t *testing.T, name string, publish func(c *child, s session, id string, body map[string]any)) {
+	t.Helper()
+	const events = 20
+	opts := childOpts{dataDir: t.TempDir(), localawsAddr: freeAddr(t), mqttAddr: freeAddr(t),
+		env: map[string]string{"HERALD_ROLES": "broker,web"}}
+	c := startChild(t, name, opts)
+	s := offlineBrowser(t, c)
+	var want []string
+	for i := range events {
+		typ := "x.step"
+		if i == events-1 {
+			typ = "job.completed"
+		}
+		id := fmt.Sprintf("evt_%s_%d", name, i)
+		publish(c, s, id, map[string]any{"v": 1, "type": typ, "id": id, "channel": s.Channel, "jobId": "job1", "seq": i + 1})
+		want = append(want, id)
+	}
+	c.kill(syscall.SIGKILL)
+
+	c2 := startChild(t, name+"-restarted", opts)
+	defer c2.kill(syscall.SIGTERM)
+	mc, ca, err := dialMQTT(t, wsOf(c2.base), browserConnect(s, false))
+	if err != nil {
+		t.Fatalf("%s: reconnect: %v", name, err)
+	}
+	if !ca.SessionPresent {
+		t.Fatalf("%s: session lost", name)
+	}
+	if got := receiveIDs(mc, len(want)); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%s: after SIGKILL the browser got %d events %v, want %d in order %v", name, len(got), got, len(want), want)
+	}
+	// The final event is retained for a browser that subscribes later.
+	fresh, _, err := dialMQTT(t, wsOf(c2.base), browserConnect(s, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.c.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveIDs(fresh, 1); len(got) != 1 || got[0] != want[events-1] {
+		t.Fatalf("%s: retained after SIGKILL: %v, want [%s]", name, got, want[events-1])
+	}
+}
+
+// With its data directory full the gateway answers 503 with Retry-After,
+// /readyz says why, the storage metric drops, and all of it recovers by
+// itself once space is back; every event answered 202 survives SIGKILL.
+func TestDiskFullRefusesAndRecovers(t *testing.T) {
+	dir := testkit.SmallDisk(t, 16<<20)
+	opts := childOpts{dataDir: dir, localawsAddr: freeAddr(t), mqttAddr: freeAddr(t),
+		env: map[string]string{"HERALD_ROLES": "broker,web"}}
+	c := startChild(t, "full", opts)
+	s := offlineBrowser(t, c)
+	var accepted []string
+	post := func(i int) (*http.Response, []byte) {
+		id := fmt.Sprintf("evt_%d", i)
+		resp, body := postJSON(t, c.base+"/v1/events", testAPIKey, map[string]any{
+			"v": 1, "type": "x.step", "id": id, "channel": s.Channel,
+			"outputs": []map[string]string{{"name": "pad", "key": strings.Repeat("k", 8<<10)}}})
+		if resp.StatusCode == http.StatusAccepted {
+			accepted = append(accepted, id)
+		}
+		return resp, body
+	}
+	for i := range 3 {
+		if resp, body := post(i); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST before the disk fills: %d %s", resp.StatusCode, body)
+		}
+	}
+
+	free := testkit.FillDisk(t, dir)
+	i := 3
+	var resp *http.Response
+	var body []byte
+	for ; i < 500; i++ {
+		if resp, body = post(i); resp.StatusCode != http.StatusAccepted {
+			break
+		}
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"unavailable"`) {
+		t.Fatalf("POST on a full disk: %d Retry-After=%q %s, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	refusedAtSync := fmt.Sprintf("evt_%d", i)
+	if resp, body := post(i + 1); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("POST while failing: %d %s", resp.StatusCode, body)
+	}
+	code, ready := get(t, c.base+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(ready, "no space left on device") {
+		t.Fatalf("/readyz on a full disk: %d %s, want 503 naming the cause", code, ready)
+	}
+	if _, m := get(t, c.base+"/metrics"); !strings.Contains(m, "herald_broker_storage_ok 0") {
+		t.Fatal("herald_broker_storage_ok is not 0 on a full disk")
+	}
+
+	free()
+	waitCond(t, 10*time.Second, "ready again", func() bool {
+		code, _ := get(t, c.base+"/readyz")
+		return code == http.StatusOK
+	})
+	if _, m := get(t, c.base+"/metrics"); !strings.Contains(m, "herald_broker_storage_ok 1") {
+		t.Fatal("herald_broker_storage_ok is not 1 after recovery")
+	}
+	for j := i + 2; j < i+5; j++ {
+		if resp, body := post(j); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST after recovery: %d %s", resp.StatusCode, body)
+		}
+	}
+	c.kill(syscall.SIGKILL)
+
+	c2 := startChild(t, "full-restarted", opts)
+	mc, _, err := dialMQTT(t, wsOf(c2.base), browserConnect(s, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := slices.DeleteFunc(receiveIDs(mc, len(accepted)), func(id string) bool { return id == refusedAtSync })
+	if fmt.Sprint(got) != fmt.Sprint(accepted) {
+		t.Fatalf("after SIGKILL: %v, want every accepted event in order %v", got, accepted)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -88,7 +88,7 @@ func (g *gateway) startFederation(ctx context.Context) error {
 		return err
 	}
 	g.run(ctx, "federation", fed.Run)
-	g.ready["federation"] = fed.Ready
+	g.ready["federation"] = readyWhen(fed.Ready)
 	bc := g.bridgeConfig()
 	bc.URL, bc.Username, bc.Password, bc.TLS = fc.URL, fc.Username, fc.Password, tlsCfg
 	return g.runBridge(ctx, bc, func(pub *bridge.MQTT) { g.pub = pub })

@@ -35,7 +35,7 @@ type gateway struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	errs  []error
-	ready map[string]func() bool
+	ready map[string]func() error
 
 	// What the steps build, in order.
 	ln        net.Listener // HTTP listener (web role)
@@ -58,7 +58,7 @@ func newGateway(cfg *Config, log *slog.Logger, getenv func(string) string, stop 
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &gateway{
 		cfg: cfg, log: log, getenv: getenv, metrics: metrics, stop: stop,
-		ready: map[string]func() bool{}, urls: []any{"roles", cfg.Roles},
+		ready: map[string]func() error{}, urls: []any{"roles", cfg.Roles},
 	}
 }
 
@@ -87,12 +87,22 @@ func (g *gateway) wait() error {
 
 // readiness is /readyz: an error names the first part not ready.
 func (g *gateway) readiness(context.Context) error {
-	for name, ok := range g.ready {
-		if !ok() {
-			return fmt.Errorf("%s not ready", name)
+	for name, check := range g.ready {
+		if err := check(); err != nil {
+			return fmt.Errorf("%s not ready: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// readyWhen adapts a part that only says whether it is ready.
+func readyWhen(ok func() bool) func() error {
+	return func() error {
+		if !ok() {
+			return errors.New("starting or stopped")
+		}
+		return nil
+	}
 }
 
 // waitReady holds the "ready" log line until every part reports ready, so

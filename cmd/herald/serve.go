@@ -138,7 +138,7 @@ func (g *gateway) startBroker(ctx context.Context) error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	g.run(ctx, "broker", b.Run)
-	g.ready["broker"] = b.Ready
+	g.ready["broker"] = b.Health
 	g.embedded, g.pub, g.mqtt = b, bridge.NewEmbedded(b), b.WebSocketHandler()
 	if g.cfg.MQTTAddr != "" {
 		g.urls = append(g.urls, "mqtt_tcp", "mqtt://"+g.cfg.MQTTAddr)
