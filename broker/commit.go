@@ -80,7 +80,7 @@ func (s *store) enqueue(op storeOp) bool {
 // of other goroutines may still be on their way) is on disk. Group commit:
 // all callers waiting at the same time share one fsync.
 func (s *store) sync(ctx context.Context) error {
-	if s.db == nil {
+	if s.db == nil || s.writeBehind {
 		return nil
 	}
 	done := make(chan error, 1)

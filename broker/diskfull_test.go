@@ -31,7 +31,7 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 	rs.send(t, rawSubscribe(5, 1, topic.ChannelFilter("demo", s.Channel)))
 	rs.read(t)
 	_ = rs.c.Close()
-	waitFor(t, "browser gone", func() bool { return tb.Clients() == 0 })
+	testkit.WaitFor(t, 10*time.Second, "browser gone", func() bool { return tb.Clients() == 0 })
 
 	name := topic.Events("demo", s.Channel)
 	pad := strings.Repeat("p", 8<<10)
@@ -91,7 +91,7 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 	}
 
 	free()
-	waitFor(t, "storage writing again", func() bool { return tb.Health() == nil })
+	testkit.WaitFor(t, 10*time.Second, "storage writing again", func() bool { return tb.Health() == nil })
 	if got := gaugeValue(t, reg, "herald_broker_storage_ok"); got != 1 {
 		t.Fatalf("herald_broker_storage_ok = %v after recovery", got)
 	}

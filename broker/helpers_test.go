@@ -31,7 +31,7 @@ const (
 	demoOrigin = "https://demo.example"
 )
 
-func testRegistry(t *testing.T) *tenant.Registry {
+func testRegistry(t testing.TB) *tenant.Registry {
 	t.Helper()
 	r, err := tenant.NewRegistry([]tenant.App{
 		{ID: "demo", APIKey: demoKey, Secret: strings.Repeat("d", 32), Origins: []string{demoOrigin}},
@@ -55,7 +55,7 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startBroker(t *testing.T, cfg Config) *testBroker {
+func startBroker(t testing.TB, cfg Config) *testBroker {
 	t.Helper()
 	if cfg.Registry == nil {
 		cfg.Registry = testRegistry(t)
@@ -125,7 +125,7 @@ func dialWS(t *testing.T, tb *testBroker, origin string) net.Conn {
 	return nc
 }
 
-func dialTCP(t *testing.T, tb *testBroker) net.Conn {
+func dialTCP(t testing.TB, tb *testBroker) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", tb.TCPAddr().String(), 5*time.Second)
 	if err != nil {
@@ -238,7 +238,7 @@ func (mc *mqttClient) none(t *testing.T, d time.Duration) {
 	}
 }
 
-func mint(t *testing.T, tb *testBroker, app string) tenant.Session {
+func mint(t testing.TB, tb *testBroker, app string) tenant.Session {
 	t.Helper()
 	s, err := tb.cfg.Registry.Mint(app, time.Now())
 	if err != nil {
@@ -344,7 +344,7 @@ type rawSession struct {
 
 func newRaw(c net.Conn) *rawSession { return &rawSession{c: c, r: bufio.NewReader(c)} }
 
-func (s *rawSession) send(t *testing.T, p []byte) {
+func (s *rawSession) send(t testing.TB, p []byte) {
 	t.Helper()
 	_ = s.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if _, err := s.c.Write(p); err != nil {
@@ -352,7 +352,7 @@ func (s *rawSession) send(t *testing.T, p []byte) {
 	}
 }
 
-func (s *rawSession) read(t *testing.T) (byte, []byte) {
+func (s *rawSession) read(t testing.TB) (byte, []byte) {
 	t.Helper()
 	_ = s.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	h, body, err := readPacket(s.r)
@@ -380,14 +380,14 @@ func (s *rawSession) closed(d time.Duration) error {
 }
 
 // testLogger logs through t when BROKER_TEST_LOG is set, else nowhere.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("BROKER_TEST_LOG") == "" {
 		return quietLogger()
 	}
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

@@ -53,6 +53,9 @@ type store struct {
 	done    chan struct{}
 	failure atomic.Pointer[storageError] // the last commit's error; nil when it succeeded
 	metrics *metrics
+	// writeBehind makes sync return at once (only the benchmark sets it,
+	// to compare with how Publish behaved before it waited for the disk).
+	writeBehind bool
 }
 
 var _ mqtt.Hook = (*store)(nil)
