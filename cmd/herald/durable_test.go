@@ -195,7 +195,7 @@ func TestDiskFullRefusesAndRecovers(t *testing.T) {
 	}
 
 	free()
-	waitCond(t, 10*time.Second, "ready again", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "ready again", func() bool {
 		code, _ := get(t, c.base+"/readyz")
 		return code == http.StatusOK
 	})
