@@ -12,6 +12,8 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	"golang.org/x/time/rate"
+
+	"github.com/heraldgw/herald/internal/mqttclient"
 )
 
 // retryPause is how long a publish that got no acknowledgement on a live
@@ -57,7 +59,7 @@ func (l *lane) clientConfig(ctx context.Context) autopaho.ClientConfig {
 		// the broker would only add a second, unordered resend.
 		CleanStartOnInitialConnection: true,
 		SessionExpiryInterval:         0,
-		ReconnectBackoff:              backoff(cfg.MaxReconnectDelay),
+		ReconnectBackoff:              mqttclient.Backoff(cfg.MaxReconnectDelay),
 		ConnectTimeout:                10 * time.Second,
 		ConnectUsername:               cfg.Username,
 		ConnectPassword:               []byte(cfg.Password),
@@ -208,14 +210,4 @@ func (l *lane) send(ctx context.Context, cm *autopaho.ConnectionManager, m *mess
 		}
 		l.ob.retry(m)
 	}
-}
-
-// backoff grows from ~100 ms towards limit with jitter, so a fleet of
-// processes does not reconnect in lockstep after a broker restart.
-func backoff(limit time.Duration) autopaho.Backoff {
-	if limit < 20*time.Millisecond {
-		limit = 20 * time.Millisecond
-	}
-	lo := min(100*time.Millisecond, limit/4)
-	return autopaho.NewExponentialBackoff(lo, limit, min(4*lo, limit), 2)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"net"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -18,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/lifecycle"
+	"github.com/heraldgw/herald/internal/mqttclient"
 )
 
 // Defaults for zero MQTTConfig fields.
@@ -100,21 +101,9 @@ func (c MQTTConfig) withDefaults() (MQTTConfig, *url.URL, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), ErrConfig)
 	}
-	u, err := url.Parse(c.URL)
+	u, err := mqttclient.ParseURL(c.URL)
 	if err != nil {
-		return c, nil, bad("broker url %q: %v", c.URL, err)
-	}
-	switch u.Scheme {
-	case "mqtt", "mqtts", "ws", "wss":
-	default:
-		return c, nil, bad("broker url %q: scheme must be mqtt, mqtts, ws or wss", c.URL)
-	}
-	if u.Host == "" {
-		return c, nil, bad("broker url %q has no host", c.URL)
-	}
-	if u.Port() == "" {
-		port := map[string]string{"mqtt": "1883", "mqtts": "8883", "ws": "80", "wss": "443"}[u.Scheme]
-		u.Host = net.JoinHostPort(u.Hostname(), port)
+		return c, nil, fmt.Errorf("%w: %w", err, ErrConfig)
 	}
 	if c.ClientID == "" {
 		return c, nil, bad("client id is required")
@@ -180,8 +169,7 @@ type MQTT struct {
 	m      *mqttMetrics
 	closed atomic.Bool
 
-	mu  sync.Mutex
-	ran bool
+	once lifecycle.Once // Run may be called once
 }
 
 var _ Publisher = (*MQTT)(nil)
@@ -292,13 +280,9 @@ func (b *MQTT) connectionsUp() int {
 // on disk for the next run (in memory they are lost, and logged). Run may be
 // called once.
 func (b *MQTT) Run(ctx context.Context) error {
-	b.mu.Lock()
-	if b.ran {
-		b.mu.Unlock()
-		return errors.New("bridge: Run called twice")
+	if err := b.once.Start("bridge"); err != nil {
+		return err
 	}
-	b.ran = true
-	b.mu.Unlock()
 
 	var wg sync.WaitGroup
 	errs := make([]error, len(b.lanes))

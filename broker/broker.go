@@ -29,6 +29,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/heraldgw/herald/internal/lifecycle"
 )
 
 // Listener ids as mochi sees them (also the "transport" log attribute).
@@ -72,7 +74,7 @@ type Broker struct {
 	live    map[*conn]struct{} // connections being served
 	conns   sync.WaitGroup     // one per client connection goroutine
 	bg      sync.WaitGroup     // accept loop and asynchronous kicks
-	ran     bool
+	once    lifecycle.Once     // Run may be called once
 }
 
 // New checks cfg, opens the storage under cfg.DataDir and binds the TCP
@@ -194,13 +196,9 @@ func (b *Broker) Clients() int {
 // closes every connection and flushes and closes storage, all within 10 s.
 // Run may be called once.
 func (b *Broker) Run(ctx context.Context) error {
-	b.mu.Lock()
-	if b.ran {
-		b.mu.Unlock()
-		return errors.New("broker: Run called twice")
+	if err := b.once.Start("broker"); err != nil {
+		return err
 	}
-	b.ran = true
-	b.mu.Unlock()
 
 	if err := b.startPollers(); err != nil {
 		b.abort()

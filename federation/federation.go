@@ -29,6 +29,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldgw/herald/broker"
+	"github.com/heraldgw/herald/internal/lifecycle"
+	"github.com/heraldgw/herald/internal/mqttclient"
 	"github.com/heraldgw/herald/topic"
 )
 
@@ -93,7 +95,7 @@ type Federation struct {
 	resync  bool
 	stale   []string // unsubscribes that could not be sent
 	wake    chan struct{}
-	ran     bool
+	once    lifecycle.Once // Run may be called once
 }
 
 var _ broker.ChannelObserver = (*Federation)(nil)
@@ -113,12 +115,10 @@ type op struct {
 
 // New checks cfg. Nothing connects until Run.
 func New(cfg Config, local Local) (*Federation, error) {
-	u, err := url.Parse(cfg.URL)
+	u, err := mqttclient.ParseURL(cfg.URL)
 	switch {
-	case err != nil || u.Host == "":
-		return nil, fmt.Errorf("upstream url %q: %w", cfg.URL, ErrConfig)
-	case u.Scheme != "mqtt" && u.Scheme != "mqtts" && u.Scheme != "ws" && u.Scheme != "wss":
-		return nil, fmt.Errorf("upstream url %q: scheme must be mqtt, mqtts, ws or wss: %w", cfg.URL, ErrConfig)
+	case err != nil:
+		return nil, fmt.Errorf("upstream: %w: %w", err, ErrConfig)
 	case cfg.ClientID == "":
 		return nil, fmt.Errorf("client id is required: %w", ErrConfig)
 	case local == nil:
@@ -216,13 +216,9 @@ func (f *Federation) signal() {
 // Run keeps the upstream connection, applies subscription changes in order
 // and republishes what arrives, until ctx ends. Run may be called once.
 func (f *Federation) Run(ctx context.Context) error {
-	f.mu.Lock()
-	if f.ran {
-		f.mu.Unlock()
-		return errors.New("federation: Run called twice")
+	if err := f.once.Start("federation"); err != nil {
+		return err
 	}
-	f.ran = true
-	f.mu.Unlock()
 
 	cm, err := autopaho.NewConnection(ctx, f.clientConfig(ctx))
 	if err != nil {
@@ -359,14 +355,13 @@ func (f *Federation) unsubscribe(ctx context.Context, cm *autopaho.ConnectionMan
 
 func (f *Federation) clientConfig(ctx context.Context) autopaho.ClientConfig {
 	u := *f.url
-	lo := min(100*time.Millisecond, f.cfg.MaxReconnectDelay/4)
 	return autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{&u},
 		TlsCfg:                        f.cfg.TLS,
 		KeepAlive:                     30,
 		CleanStartOnInitialConnection: true, // drop what a previous process with this id followed
 		SessionExpiryInterval:         uint32(f.cfg.SessionExpiry / time.Second),
-		ReconnectBackoff:              autopaho.NewExponentialBackoff(lo, f.cfg.MaxReconnectDelay, min(4*lo, f.cfg.MaxReconnectDelay), 2),
+		ReconnectBackoff:              mqttclient.Backoff(f.cfg.MaxReconnectDelay),
 		ConnectUsername:               f.cfg.Username,
 		ConnectPassword:               []byte(f.cfg.Password),
 		OnConnectionUp: func(_ *autopaho.ConnectionManager, ca *paho.Connack) {
