@@ -8,14 +8,11 @@
 package loadtest
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
@@ -44,15 +41,15 @@ const (
 
 // Target is one system under test.
 type Target struct {
-	Name     string    // "herald", "mosquitto"
-	Kind     string    // KindHerald or KindMQTT
-	Replicas []Replica // sessions are spread round robin
-	App      string    // Herald app id
-	APIKey   string    // Herald app API key (sessions over HTTP, service publisher)
-	Secret   string    // Herald app secret (offline minting)
-	Mint     string    // MintHTTP (default) or MintOffline
-	Publish  string    // PublishMQTT (default) or PublishHTTP
-	PIDs     []int     // server processes to sample; none: no server figures
+	Name     string      // "herald", "mosquitto"
+	Kind     Kind        // KindHerald or KindMQTT
+	Replicas []Replica   // sessions are spread round robin
+	App      string      // Herald app id
+	APIKey   string      // Herald app API key (sessions over HTTP, service publisher)
+	Secret   string      // Herald app secret (offline minting)
+	Mint     MintMode    // MintHTTP (default) or MintOffline
+	Publish  PublishMode // PublishMQTT (default) or PublishHTTP
+	PIDs     []int       // server processes to sample; none: no server figures
 	// PProf lists net/http/pprof base URLs of the server processes
 	// (http://127.0.0.1:6060); with Config.ProfileDir set, a heap profile
 	// is taken at idle and a CPU profile during the last rate.
@@ -149,6 +146,9 @@ func (c Config) withDefaults() (Config, error) {
 		if t.Publish == "" {
 			t.Publish = PublishMQTT
 		}
+		if err := t.checkModes(); err != nil {
+			return c, err
+		}
 		if t.Kind == KindMQTT && t.Publish == PublishHTTP {
 			return c, fmt.Errorf("%w: target %q is a plain broker; it has no HTTP API to publish through", ErrConfig, t.Name)
 		}
@@ -164,6 +164,19 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkModes refuses kinds and modes the load generator does not know.
+func (t *Target) checkModes() error {
+	switch {
+	case t.Kind != KindHerald && t.Kind != KindMQTT:
+		return fmt.Errorf("%w: target %q: kind %q (want %s or %s)", ErrConfig, t.Name, t.Kind, KindHerald, KindMQTT)
+	case t.Mint != MintHTTP && t.Mint != MintOffline:
+		return fmt.Errorf("%w: target %q: mint %q (want %s or %s)", ErrConfig, t.Name, t.Mint, MintHTTP, MintOffline)
+	case t.Publish != PublishMQTT && t.Publish != PublishHTTP:
+		return fmt.Errorf("%w: target %q: publish %q (want %s or %s)", ErrConfig, t.Name, t.Publish, PublishMQTT, PublishHTTP)
+	}
+	return nil
 }
 
 // Run runs every target in turn and returns their results.
@@ -212,7 +225,6 @@ type run struct {
 	mu        sync.Mutex
 	connected []int // latest per worker
 	failed    []int
-	rss       []int64
 	memory    []MemPoint
 	dropped   int // sessions whose connection ended, as of the last phase
 }
@@ -221,7 +233,7 @@ func runTarget(ctx context.Context, cfg Config, t Target) (tr TargetResult, err 
 	tr = TargetResult{Name: t.Name, Kind: t.Kind, Replicas: len(t.Replicas), Workers: cfg.Workers,
 		Sessions: cfg.Sessions, ServerPIDs: t.PIDs, Reasons: map[string]int{}}
 	r := &run{cfg: cfg, t: t, msgs: make(chan workerMsg, 1024), start: time.Now(),
-		connected: make([]int, cfg.Workers), failed: make([]int, cfg.Workers), rss: make([]int64, cfg.Workers)}
+		connected: make([]int, cfg.Workers), failed: make([]int, cfg.Workers)}
 	baseline := map[int]int64{}
 	for _, p := range t.PIDs {
 		if s, err := readProc(p); err == nil {
@@ -242,37 +254,47 @@ func runTarget(ctx context.Context, cfg Config, t Target) (tr TargetResult, err 
 	if err := r.startWorkers(ctx); err != nil {
 		return tr, err
 	}
-
-	// Ramp: wait for every worker's "ready".
-	bar := r.bar(cfg.Sessions, t.Name+" connect")
-	connHist := newHist()
-	ready := 0
-	for ready < cfg.Workers {
-		wm, err := r.next(ctx)
+	if err := r.ramp(ctx, &tr); err != nil {
+		return tr, err
+	}
+	cpu1, _ := readProcs(t.PIDs)
+	tr.RampCPUSecs = cpu1.CPUSecs - cpu0.CPUSecs
+	if err := r.idle(ctx, &tr, baseline); err != nil {
+		return tr, err
+	}
+	for i, rate := range cfg.Rates {
+		ph, err := r.phase(ctx, i, rate, &tr)
+		tr.Phases = append(tr.Phases, ph)
 		if err != nil {
 			return tr, err
 		}
+	}
+	tr.SessionsDropped = r.dropped
+	return tr, nil
+}
+
+// ramp waits for every worker's "ready" and sums their connect figures
+// into tr.
+func (r *run) ramp(ctx context.Context, tr *TargetResult) error {
+	bar := r.bar(r.cfg.Sessions, r.t.Name+" connect")
+	connHist := newHist()
+	for ready := 0; ready < r.cfg.Workers; {
+		wm, err := r.next(ctx)
+		if err != nil {
+			return err
+		}
 		switch wm.m.Type {
-		case "progress":
+		case msgProgress:
 			r.note(wm)
 			if bar != nil {
 				_ = bar.Set(r.total())
 			}
-		case "ready":
+		case msgReady:
 			r.note(wm)
 			ready++
-			tr.Connected += wm.m.Connected
-			tr.Failed += wm.m.Failed
-			for k, v := range wm.m.Reasons {
-				tr.Reasons[k] += v
-			}
-			tr.ClientRSS += wm.m.RSS
-			tr.RampSecs = max(tr.RampSecs, wm.m.RampSecs)
-			if wm.m.Connect != nil {
-				wm.m.Connect.mergeInto(connHist)
-			}
-		case "error":
-			return tr, fmt.Errorf("worker %d: %s", wm.w, wm.m.Error)
+			tr.addReady(wm.m, connHist)
+		case msgError:
+			return fmt.Errorf("worker %d: %s", wm.w, wm.m.Error)
 		}
 	}
 	if bar != nil {
@@ -282,15 +304,31 @@ func runTarget(ctx context.Context, cfg Config, t Target) (tr TargetResult, err 
 	if tr.RampSecs > 0 {
 		tr.RampRate = float64(tr.Connected) / tr.RampSecs
 	}
-	cpu1, _ := readProcs(t.PIDs)
-	tr.RampCPUSecs = cpu1.CPUSecs - cpu0.CPUSecs
+	return nil
+}
 
-	// Idle reading after the ramp has settled.
-	if err := sleepCtx(ctx, cfg.Settle); err != nil {
-		return tr, err
+// addReady sums one worker's "ready" into tr.
+func (tr *TargetResult) addReady(m message, connHist *hdrhistogram.Histogram) {
+	tr.Connected += m.Connected
+	tr.Failed += m.Failed
+	for k, v := range m.Reasons {
+		tr.Reasons[k] += v
 	}
-	per := tr.Connected / max(len(t.Replicas), 1)
-	for _, p := range t.PIDs {
+	tr.ClientRSS += m.RSS
+	tr.RampSecs = max(tr.RampSecs, m.RampSecs)
+	if m.Connect != nil {
+		m.Connect.mergeInto(connHist)
+	}
+}
+
+// idle takes the reading once the ramp has settled: server memory per
+// process and per session, and a heap profile.
+func (r *run) idle(ctx context.Context, tr *TargetResult, baseline map[int]int64) error {
+	if err := sleepCtx(ctx, r.cfg.Settle); err != nil {
+		return err
+	}
+	per := tr.Connected / max(len(r.t.Replicas), 1)
+	for _, p := range r.t.PIDs {
 		s, err := readProc(p)
 		if err != nil {
 			continue
@@ -302,22 +340,13 @@ func runTarget(ctx context.Context, cfg Config, t Target) (tr TargetResult, err 
 		}
 		tr.PerProcess = append(tr.PerProcess, pr)
 	}
-	if tr.Connected > 0 && len(t.PIDs) > 0 {
+	if tr.Connected > 0 && len(r.t.PIDs) > 0 {
 		tr.RSSPerSession = float64(tr.IdleRSS-tr.BaselineRSS) / float64(tr.Connected)
 	}
-	if err := fetchProfiles(ctx, cfg.ProfileDir, t.Name, t.PProf, "heap", 0); err != nil {
-		cfg.Logger.Warn("heap profile", "target", t.Name, "error", err)
+	if err := fetchProfiles(ctx, r.cfg.ProfileDir, r.t.Name, r.t.PProf, "heap", 0); err != nil {
+		r.cfg.Logger.Warn("heap profile", "target", r.t.Name, "error", err)
 	}
-
-	for i, rate := range cfg.Rates {
-		ph, err := r.phase(ctx, i, rate, &tr)
-		tr.Phases = append(tr.Phases, ph)
-		if err != nil {
-			return tr, err
-		}
-	}
-	tr.SessionsDropped = r.dropped
-	return tr, nil
+	return nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -339,299 +368,4 @@ func (r *run) bar(n int, desc string) *progressbar.ProgressBar {
 		progressbar.OptionSetDescription(desc), progressbar.OptionShowCount(),
 		progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionSetWidth(30),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(r.cfg.Progress) }))
-}
-
-// startWorkers spawns the workers, hands each its config and starts a
-// reader of its messages.
-func (r *run) startWorkers(ctx context.Context) error {
-	cfg, t := r.cfg, r.t
-	runID := randomID()[:8]
-	first := 0
-	for w := 0; w < cfg.Workers; w++ {
-		n := cfg.Sessions / cfg.Workers
-		if w < cfg.Sessions%cfg.Workers {
-			n++
-		}
-		r.shares = append(r.shares, n)
-		// Disjoint source addresses per worker, so the workers' ephemeral
-		// port ranges do not overlap.
-		all := sourceIPs(t.Replicas[0].WS, cfg.SourceIPs*cfg.Workers)
-		var src []string
-		if len(all) > 0 {
-			src = all[w*cfg.SourceIPs : (w+1)*cfg.SourceIPs]
-		}
-		wc := WorkerConfig{
-			Index: w, Kind: t.Kind, Replicas: t.Replicas, App: t.App, APIKey: t.APIKey, Secret: t.Secret,
-			Mint: t.Mint, Publish: t.Publish, Sessions: n, FirstSession: first,
-			Ramp: cfg.Ramp * float64(n) / float64(cfg.Sessions), QoS: cfg.QoS, PayloadBytes: cfg.Payload,
-			KeepAlive: cfg.KeepAlive, Publishers: cfg.Publishers, SourceIPs: src, Origin: cfg.Origin,
-			Timeout: cfg.Timeout, RunID: runID,
-		}
-		first += n
-		p, err := cfg.Spawn.Start(ctx, w)
-		if err != nil {
-			return err
-		}
-		r.procs = append(r.procs, p)
-		b, _ := json.Marshal(wc)
-		if _, err := p.Stdin.Write(append(b, '\n')); err != nil {
-			return fmt.Errorf("worker %d config: %w", w, err)
-		}
-		go r.read(w, p.Stdout)
-	}
-	return nil
-}
-
-func (r *run) read(w int, out io.Reader) {
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var m message
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			continue // a stray line; workers write only JSON
-		}
-		r.msgs <- workerMsg{w: w, m: m}
-	}
-	r.msgs <- workerMsg{w: w, m: message{Type: "exit"}}
-}
-
-// next returns the next worker message; a worker ending early is an error.
-func (r *run) next(ctx context.Context) (workerMsg, error) {
-	select {
-	case <-ctx.Done():
-		return workerMsg{}, ctx.Err()
-	case wm := <-r.msgs:
-		if wm.m.Type == "exit" {
-			return wm, fmt.Errorf("worker %d ended early", wm.w)
-		}
-		return wm, nil
-	}
-}
-
-func (r *run) send(c command) error {
-	b, _ := json.Marshal(c)
-	b = append(b, '\n')
-	var errs []error
-	for w, p := range r.procs {
-		cc := c
-		if c.Cmd == "phase" {
-			cc.Rate = c.Rate * float64(r.shares[w]) / float64(r.cfg.Sessions)
-			b, _ = json.Marshal(cc)
-			b = append(b, '\n')
-		}
-		if _, err := p.Stdin.Write(b); err != nil {
-			errs = append(errs, fmt.Errorf("worker %d: %w", w, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// stopWorkers asks every worker to close its sessions and waits (bounded)
-// for them to exit.
-func (r *run) stopWorkers() {
-	_ = r.send(command{Cmd: "stop"})
-	for _, p := range r.procs {
-		_ = p.Stdin.Close()
-	}
-	exited := 0
-	limit := time.After(30 * time.Second)
-	for exited < len(r.procs) {
-		select {
-		case wm := <-r.msgs:
-			if wm.m.Type == "exit" {
-				exited++
-			}
-		case <-limit:
-			exited = len(r.procs)
-		}
-	}
-	for _, p := range r.procs {
-		_ = p.Wait()
-	}
-}
-
-func (r *run) note(wm workerMsg) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.connected[wm.w] = wm.m.Connected
-	r.failed[wm.w] = wm.m.Failed
-	if wm.m.RSS > 0 {
-		r.rss[wm.w] = wm.m.RSS
-	}
-}
-
-func (r *run) total() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for w := range r.connected {
-		n += r.connected[w] + r.failed[w]
-	}
-	return n
-}
-
-func (r *run) clientRSS() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var n int64
-	for _, v := range r.rss {
-		n += v
-	}
-	return n
-}
-
-// sample records server memory against connected sessions twice a second.
-func (r *run) sample(ctx context.Context) {
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if len(r.t.PIDs) == 0 {
-			continue
-		}
-		s, err := readProcs(r.t.PIDs)
-		if err != nil && s.RSS == 0 {
-			continue
-		}
-		r.mu.Lock()
-		n := 0
-		for _, c := range r.connected {
-			n += c
-		}
-		r.memory = append(r.memory, MemPoint{T: time.Since(r.start).Seconds(), Sessions: n, RSS: s.RSS})
-		r.mu.Unlock()
-	}
-}
-
-// phase runs one publish rate on every worker and merges their results.
-func (r *run) phase(ctx context.Context, i int, rate float64, tr *TargetResult) (PhaseResult, error) {
-	ph := PhaseResult{Rate: rate}
-	cpu0, _ := readProcs(r.t.PIDs)
-	t0 := time.Now()
-	if err := r.send(command{Cmd: "phase", Index: i, Rate: rate, Duration: r.cfg.Duration, Drain: r.cfg.Drain}); err != nil {
-		return ph, err
-	}
-	if i == len(r.cfg.Rates)-1 && r.cfg.ProfileDir != "" && len(r.t.PProf) > 0 {
-		var prof sync.WaitGroup
-		prof.Add(1)
-		go func() {
-			defer prof.Done()
-			secs := max(int(r.cfg.Duration/time.Second)-1, 1)
-			if err := fetchProfiles(ctx, r.cfg.ProfileDir, r.t.Name, r.t.PProf, "profile", secs); err != nil {
-				r.cfg.Logger.Warn("cpu profile", "target", r.t.Name, "error", err)
-			}
-		}()
-		defer prof.Wait()
-	}
-	bar := r.bar(int(r.cfg.Duration/time.Second), fmt.Sprintf("%s %.0f/s", r.t.Name, rate))
-	cpuTimer := time.NewTimer(r.cfg.Duration)
-	defer cpuTimer.Stop()
-	var cpuSecs, cpuWall float64
-	ticks := map[int]*hdrHist{}
-	all := newHist()
-	done := 0
-	var pubSecs float64
-	dropped := 0
-	var clientCPU float64
-	for done < len(r.procs) {
-		wm, err := r.nextOrTimer(ctx, cpuTimer)
-		if err != nil {
-			return ph, err
-		}
-		if wm == nil {
-			cpu1, _ := readProcs(r.t.PIDs)
-			cpuSecs, cpuWall = cpu1.CPUSecs-cpu0.CPUSecs, time.Since(t0).Seconds()
-			ph.ServerRSS = cpu1.RSS
-			continue
-		}
-		switch wm.m.Type {
-		case "tick":
-			h := ticks[wm.m.Second]
-			if h == nil {
-				h = &hdrHist{newHist(), 0}
-				ticks[wm.m.Second] = h
-			}
-			wm.m.Latency.mergeInto(h.h)
-			h.n++
-			if bar != nil && h.n == 1 {
-				_ = bar.Add(1)
-			}
-		case "phase":
-			done++
-			wm.m.Latency.mergeInto(all)
-			ph.Sent += wm.m.Sent
-			ph.Received += wm.m.Received
-			ph.Lost += wm.m.Lost
-			ph.Dup += wm.m.Dup
-			ph.OOO += wm.m.OOO
-			ph.Bad += wm.m.Bad
-			ph.PubFail += wm.m.PubFail
-			ph.Backlog += wm.m.Backlog
-			ph.ClientRSS += wm.m.RSS
-			pubSecs = max(pubSecs, wm.m.PubSecs)
-			clientCPU += wm.m.CPUSecs
-			dropped += wm.m.Dropped
-		case "progress":
-			r.note(*wm)
-		case "error":
-			return ph, fmt.Errorf("worker %d: %s", wm.w, wm.m.Error)
-		}
-	}
-	if bar != nil {
-		_ = bar.Finish()
-	}
-	r.dropped = dropped
-	if wall := time.Since(t0).Seconds(); wall > 0 {
-		ph.ClientCPU = clientCPU / wall
-	}
-	if cpuWall > 0 {
-		ph.ServerCPU = cpuSecs / cpuWall
-	}
-	if pubSecs > 0 {
-		ph.Achieved = float64(ph.Sent) / pubSecs
-		ph.Delivered = float64(ph.Received) / pubSecs
-	}
-	ph.Latency = percentiles(all)
-	offset := 0.0
-	if n := len(tr.Timeline); n > 0 {
-		offset = tr.Timeline[n-1].T + 1
-	}
-	secs := make([]int, 0, len(ticks))
-	for s := range ticks {
-		secs = append(secs, s)
-	}
-	sort.Ints(secs)
-	for _, s := range secs {
-		tr.Timeline = append(tr.Timeline, TimePoint{T: offset + float64(s), Phase: i, Rate: rate, Percentiles: percentiles(ticks[s].h)})
-	}
-	return ph, nil
-}
-
-type hdrHist struct {
-	h *hdrhistogram.Histogram
-	n int
-}
-
-// nextOrTimer is next, or nil when timer fires first.
-func (r *run) nextOrTimer(ctx context.Context, timer *time.Timer) (*workerMsg, error) {
-	select {
-	case <-timer.C:
-		return nil, nil
-	default:
-	}
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-timer.C:
-		return nil, nil
-	case wm := <-r.msgs:
-		if wm.m.Type == "exit" {
-			return nil, fmt.Errorf("worker %d ended early", wm.w)
-		}
-		return &wm, nil
-	}
 }

@@ -21,20 +21,20 @@ type Host struct {
 
 // Settings are the run's parameters.
 type Settings struct {
-	Sessions     int       `json:"sessions"`
-	Workers      int       `json:"workers"`
-	Ramp         float64   `json:"ramp"`
-	Rates        []float64 `json:"rates"`
-	DurationSecs float64   `json:"durationSecs"`
-	QoS          byte      `json:"qos"`
-	PayloadBytes int       `json:"payloadBytes"`
-	Publish      string    `json:"publish"`
+	Sessions     int         `json:"sessions"`
+	Workers      int         `json:"workers"`
+	Ramp         float64     `json:"ramp"`
+	Rates        []float64   `json:"rates"`
+	DurationSecs float64     `json:"durationSecs"`
+	QoS          byte        `json:"qos"`
+	PayloadBytes int         `json:"payloadBytes"`
+	Publish      PublishMode `json:"publish"`
 }
 
 // TargetResult is what one target did.
 type TargetResult struct {
 	Name     string `json:"name"`
-	Kind     string `json:"kind"`
+	Kind     Kind   `json:"kind"`
 	Replicas int    `json:"replicas"`
 	Workers  int    `json:"workers"`
 
@@ -71,17 +71,10 @@ type ProcessResult struct {
 
 // PhaseResult is one publish rate held for the phase duration.
 type PhaseResult struct {
-	Rate      float64     `json:"rate"`
-	Achieved  float64     `json:"achieved"` // events sent per second
-	Delivered float64     `json:"delivered"`
-	Sent      int64       `json:"sent"`
-	Received  int64       `json:"received"`
-	Lost      int64       `json:"lost"`
-	Dup       int64       `json:"dup"`
-	OOO       int64       `json:"ooo"`
-	Bad       int64       `json:"bad,omitempty"`
-	PubFail   int64       `json:"pubFail,omitempty"`
-	Backlog   int64       `json:"backlog"`
+	Rate      float64 `json:"rate"`
+	Achieved  float64 `json:"achieved"` // events sent per second
+	Delivered float64 `json:"delivered"`
+	Delivery
 	Latency   Percentiles `json:"latency"`
 	ServerCPU float64     `json:"serverCpu"` // cores busy during the phase
 	ClientCPU float64     `json:"clientCpu"` // cores the load generator's workers used

@@ -31,20 +31,7 @@ session are published through its own replica. Only loopback targets.
 
 func runLoadtest(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
 	if len(args) > 0 && args[0] == "--worker" {
-		// HERALD_LOADTEST_WORKER_CPUPROFILE=prefix profiles each worker
-		// (prefix.<pid>), to see what the load generator itself costs.
-		if prefix := getenv("HERALD_LOADTEST_WORKER_CPUPROFILE"); prefix != "" {
-			f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid()))
-			if err != nil {
-				return fmt.Errorf("worker cpu profile: %w", err)
-			}
-			defer f.Close()
-			if err := rtpprof.StartCPUProfile(f); err != nil {
-				return fmt.Errorf("worker cpu profile: %w", err)
-			}
-			defer rtpprof.StopCPUProfile()
-		}
-		return loadtest.RunWorker(ctx, os.Stdin, stdout)
+		return runLoadtestWorker(ctx, stdout, getenv)
 	}
 	if len(args) > 0 && args[0] == "--gateway" {
 		return runProfiledGateway(ctx, args[1:], stdout, getenv)
@@ -52,87 +39,22 @@ func runLoadtest(ctx context.Context, args []string, stdout io.Writer, getenv fu
 	fs := flag.NewFlagSet("herald loadtest", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	fs.Usage = func() { fmt.Fprint(stdout, loadtestUsage); fs.PrintDefaults() }
-	var (
-		heraldURLs  = fs.String("herald", "", "comma-separated gateway base URLs (replicas), e.g. http://127.0.0.1:8080")
-		heraldPIDs  = fs.String("herald-pids", "", "comma-separated gateway pids to sample RSS/CPU from /proc")
-		heraldPProf = fs.String("herald-pprof", "", "comma-separated pprof base URLs of the gateways (see --gateway); profiles go to --out")
-		app         = fs.String("app", "demo", "Herald app id")
-		apiKey      = fs.String("api-key", "", "app API key (env HERALD_DEMO_API_KEY)")
-		secret      = fs.String("secret", "", "app signing secret for --mint offline (env HERALD_LOADTEST_SECRET)")
-		mint        = fs.String("mint", loadtest.MintHTTP, "how Herald sessions are minted: http (POST /v1/sessions) or offline (app secret)")
-		publish     = fs.String("publish", loadtest.PublishMQTT, "how events reach Herald: mqtt (service connection per replica) or http (POST /v1/events)")
-		mosq        = fs.String("mosquitto", "", "also run against a plain MQTT broker's WebSocket URL, e.g. ws://127.0.0.1:9001")
-		mosqPID     = fs.Int("mosquitto-pid", 0, "that broker's pid")
-		sessions    = fs.Int("sessions", loadtest.DefaultSessions, "browser sessions to open per target")
-		workers     = fs.Int("workers", 0, "worker processes (default: one per 15,000 sessions)")
-		inProcess   = fs.Bool("in-process", false, "run workers as goroutines instead of child processes")
-		ramp        = fs.Float64("ramp", loadtest.DefaultRamp, "connects per second over all workers")
-		rates       = fs.String("rates", "1000", "comma-separated publish rates (events/s), each held for --duration")
-		duration    = fs.Duration("duration", loadtest.DefaultDuration, "how long each rate is held")
-		drain       = fs.Duration("drain", loadtest.DefaultDrain, "longest wait for late events after each rate")
-		settle      = fs.Duration("settle", loadtest.DefaultSettle, "wait after the ramp before the idle memory reading")
-		qos         = fs.Int("qos", 0, "subscription and publish QoS (0 or 1)")
-		payload     = fs.Int("payload", loadtest.DefaultPayloadBytes, "payload bytes (≤ 100)")
-		keepAlive   = fs.Duration("keepalive", 0, "MQTT keep-alive; sessions ping at 3/4 of it (0: no pings)")
-		publishers  = fs.Int("publishers", loadtest.DefaultPublishers, "service connections per worker per replica")
-		sourceIPs   = fs.Int("source-ips", 0, "loopback source addresses per worker (default: one per 10,000 sessions)")
-		origin      = fs.String("origin", "", "Origin header sent by sessions (a browser always sends one)")
-		timeout     = fs.Duration("timeout", loadtest.DefaultTimeout, "bound on one session's connect")
-		hardCap     = fs.Duration("hard-cap", loadtest.DefaultHardCap, "the whole run stops after this")
-		out         = fs.String("out", "", "directory for results.json, report.md and plots (default: summary only)")
-		title       = fs.String("title", "Herald load test", "report title")
-		quiet       = fs.Bool("quiet", false, "no progress bar on stderr")
-		commandLine = fs.String("command", "", "command line to record in the report")
-		commit      = fs.String("commit", "", "commit to record in the report")
-	)
+	f := newLoadtestFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return errUsage
 	}
-	cfg := loadtest.Config{
-		Sessions: *sessions, Workers: *workers, Ramp: *ramp, Duration: *duration, Drain: *drain, Settle: *settle,
-		QoS: byte(*qos), Payload: *payload, KeepAlive: *keepAlive, Publishers: *publishers,
-		SourceIPs: *sourceIPs, Origin: *origin, Timeout: *timeout, HardCap: *hardCap,
-	}
-	var err error
-	if cfg.Rates, err = parseFloats(*rates); err != nil {
-		return fmt.Errorf("--rates: %w", err)
-	}
-	if *heraldURLs != "" {
-		t := loadtest.Target{Name: "herald", Kind: loadtest.KindHerald, App: *app,
-			APIKey: first(*apiKey, getenv("HERALD_DEMO_API_KEY")), Secret: first(*secret, getenv("HERALD_LOADTEST_SECRET")),
-			Mint: *mint, Publish: *publish}
-		for _, u := range splitList(*heraldURLs) {
-			u = strings.TrimSuffix(u, "/")
-			t.Replicas = append(t.Replicas, loadtest.Replica{Base: u, WS: wsURL(u)})
-		}
-		t.PProf = splitList(*heraldPProf)
-		if t.PIDs, err = parseInts(*heraldPIDs); err != nil {
-			return fmt.Errorf("--herald-pids: %w", err)
-		}
-		if t.APIKey == "" && (t.Publish == loadtest.PublishHTTP || t.Publish == loadtest.PublishMQTT) {
-			return errors.New("herald loadtest: --api-key (or HERALD_DEMO_API_KEY) is needed to publish")
-		}
-		cfg.Targets = append(cfg.Targets, t)
-	}
-	if *mosq != "" {
-		t := loadtest.Target{Name: "mosquitto", Kind: loadtest.KindMQTT, Replicas: []loadtest.Replica{{WS: *mosq}}}
-		if *mosqPID > 0 {
-			t.PIDs = []int{*mosqPID}
-		}
-		cfg.Targets = append(cfg.Targets, t)
+	cfg, err := f.config(getenv)
+	if err != nil {
+		return err
 	}
 	if len(cfg.Targets) == 0 {
 		fmt.Fprintln(stdout, "herald loadtest: give --herald and/or --mosquitto")
 		return errUsage
 	}
-	cfg.ProfileDir = *out
-	if !*quiet {
-		cfg.Progress = os.Stderr
-	}
-	if !*inProcess {
+	if !f.inProcess {
 		exe, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("find own executable for workers: %w", err)
@@ -143,15 +65,124 @@ func runLoadtest(ctx context.Context, args []string, stdout io.Writer, getenv fu
 	if res == nil {
 		return err
 	}
-	res.Command, res.Commit = *commandLine, *commit
-	if *out != "" {
-		if werr := loadtest.WriteReport(*out, *title, res); werr != nil {
+	res.Command, res.Commit = f.commandLine, f.commit
+	if f.out != "" {
+		if werr := loadtest.WriteReport(f.out, f.title, res); werr != nil {
 			return errors.Join(err, werr)
 		}
-		fmt.Fprintf(stdout, "report: %s/report.md\n", strings.TrimSuffix(*out, "/"))
+		fmt.Fprintf(stdout, "report: %s/report.md\n", strings.TrimSuffix(f.out, "/"))
 	}
 	loadtest.WriteSummary(stdout, res)
 	return err
+}
+
+// runLoadtestWorker is one worker process of a run. With
+// HERALD_LOADTEST_WORKER_CPUPROFILE=prefix it profiles itself
+// (prefix.<pid>), to see what the load generator costs.
+func runLoadtestWorker(ctx context.Context, stdout io.Writer, getenv func(string) string) error {
+	if prefix := getenv("HERALD_LOADTEST_WORKER_CPUPROFILE"); prefix != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid()))
+		if err != nil {
+			return fmt.Errorf("worker cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := rtpprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("worker cpu profile: %w", err)
+		}
+		defer rtpprof.StopCPUProfile()
+	}
+	return loadtest.RunWorker(ctx, os.Stdin, stdout)
+}
+
+// loadtestFlags are the flags of `herald loadtest`.
+type loadtestFlags struct {
+	heraldURLs, heraldPIDs, heraldPProf string
+	app, apiKey, secret, mint, publish  string
+	mosq                                string
+	mosqPID                             int
+	rates                               string
+	inProcess, quiet                    bool
+	out, title, commandLine, commit     string
+	cfg                                 loadtest.Config // the settings that map one to one
+}
+
+func newLoadtestFlags(fs *flag.FlagSet) *loadtestFlags {
+	f := &loadtestFlags{}
+	fs.StringVar(&f.heraldURLs, "herald", "", "comma-separated gateway base URLs (replicas), e.g. http://127.0.0.1:8080")
+	fs.StringVar(&f.heraldPIDs, "herald-pids", "", "comma-separated gateway pids to sample RSS/CPU from /proc")
+	fs.StringVar(&f.heraldPProf, "herald-pprof", "", "comma-separated pprof base URLs of the gateways (see --gateway); profiles go to --out")
+	fs.StringVar(&f.app, "app", "demo", "Herald app id")
+	fs.StringVar(&f.apiKey, "api-key", "", "app API key (env HERALD_DEMO_API_KEY)")
+	fs.StringVar(&f.secret, "secret", "", "app signing secret for --mint offline (env HERALD_LOADTEST_SECRET)")
+	fs.StringVar(&f.mint, "mint", string(loadtest.MintHTTP), "how Herald sessions are minted: http (POST /v1/sessions) or offline (app secret)")
+	fs.StringVar(&f.publish, "publish", string(loadtest.PublishMQTT), "how events reach Herald: mqtt (service connection per replica) or http (POST /v1/events)")
+	fs.StringVar(&f.mosq, "mosquitto", "", "also run against a plain MQTT broker's WebSocket URL, e.g. ws://127.0.0.1:9001")
+	fs.IntVar(&f.mosqPID, "mosquitto-pid", 0, "that broker's pid")
+	fs.StringVar(&f.rates, "rates", "1000", "comma-separated publish rates (events/s), each held for --duration")
+	fs.BoolVar(&f.inProcess, "in-process", false, "run workers as goroutines instead of child processes")
+	fs.StringVar(&f.out, "out", "", "directory for results.json, report.md and plots (default: summary only)")
+	fs.StringVar(&f.title, "title", "Herald load test", "report title")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar on stderr")
+	fs.StringVar(&f.commandLine, "command", "", "command line to record in the report")
+	fs.StringVar(&f.commit, "commit", "", "commit to record in the report")
+	c := &f.cfg
+	fs.IntVar(&c.Sessions, "sessions", loadtest.DefaultSessions, "browser sessions to open per target")
+	fs.IntVar(&c.Workers, "workers", 0, "worker processes (default: one per 15,000 sessions)")
+	fs.Float64Var(&c.Ramp, "ramp", loadtest.DefaultRamp, "connects per second over all workers")
+	fs.DurationVar(&c.Duration, "duration", loadtest.DefaultDuration, "how long each rate is held")
+	fs.DurationVar(&c.Drain, "drain", loadtest.DefaultDrain, "longest wait for late events after each rate")
+	fs.DurationVar(&c.Settle, "settle", loadtest.DefaultSettle, "wait after the ramp before the idle memory reading")
+	fs.Func("qos", "subscription and publish QoS (0 or 1)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 8)
+		c.QoS = byte(n)
+		return err
+	})
+	fs.IntVar(&c.Payload, "payload", loadtest.DefaultPayloadBytes, "payload bytes (≤ 100)")
+	fs.DurationVar(&c.KeepAlive, "keepalive", 0, "MQTT keep-alive; sessions ping at 3/4 of it (0: no pings)")
+	fs.IntVar(&c.Publishers, "publishers", loadtest.DefaultPublishers, "service connections per worker per replica")
+	fs.IntVar(&c.SourceIPs, "source-ips", 0, "loopback source addresses per worker (default: one per 10,000 sessions)")
+	fs.StringVar(&c.Origin, "origin", "", "Origin header sent by sessions (a browser always sends one)")
+	fs.DurationVar(&c.Timeout, "timeout", loadtest.DefaultTimeout, "bound on one session's connect")
+	fs.DurationVar(&c.HardCap, "hard-cap", loadtest.DefaultHardCap, "the whole run stops after this")
+	return f
+}
+
+// config is the run the flags describe: a Herald target with --herald, a
+// plain broker with --mosquitto.
+func (f *loadtestFlags) config(getenv func(string) string) (loadtest.Config, error) {
+	cfg := f.cfg
+	var err error
+	if cfg.Rates, err = parseFloats(f.rates); err != nil {
+		return cfg, fmt.Errorf("--rates: %w", err)
+	}
+	if f.heraldURLs != "" {
+		t := loadtest.Target{Name: "herald", Kind: loadtest.KindHerald, App: f.app,
+			APIKey: first(f.apiKey, getenv("HERALD_DEMO_API_KEY")), Secret: first(f.secret, getenv("HERALD_LOADTEST_SECRET")),
+			Mint: loadtest.MintMode(f.mint), Publish: loadtest.PublishMode(f.publish), PProf: splitList(f.heraldPProf)}
+		for _, u := range splitList(f.heraldURLs) {
+			u = strings.TrimSuffix(u, "/")
+			t.Replicas = append(t.Replicas, loadtest.Replica{Base: u, WS: wsURL(u)})
+		}
+		if t.PIDs, err = parseInts(f.heraldPIDs); err != nil {
+			return cfg, fmt.Errorf("--herald-pids: %w", err)
+		}
+		if t.APIKey == "" && (t.Publish == loadtest.PublishHTTP || t.Publish == loadtest.PublishMQTT) {
+			return cfg, errors.New("herald loadtest: --api-key (or HERALD_DEMO_API_KEY) is needed to publish")
+		}
+		cfg.Targets = append(cfg.Targets, t)
+	}
+	if f.mosq != "" {
+		t := loadtest.Target{Name: "mosquitto", Kind: loadtest.KindMQTT, Replicas: []loadtest.Replica{{WS: f.mosq}}}
+		if f.mosqPID > 0 {
+			t.PIDs = []int{f.mosqPID}
+		}
+		cfg.Targets = append(cfg.Targets, t)
+	}
+	cfg.ProfileDir = f.out
+	if !f.quiet {
+		cfg.Progress = os.Stderr
+	}
+	return cfg, nil
 }
 
 // wsURL is a gateway's MQTT-over-WebSocket URL.
