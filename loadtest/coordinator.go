@@ -136,34 +136,41 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: no targets", ErrConfig)
 	}
 	for i := range c.Targets {
-		t := &c.Targets[i]
-		if len(t.Replicas) == 0 {
-			return c, fmt.Errorf("%w: target %q has no replicas", ErrConfig, t.Name)
-		}
-		if t.Mint == "" {
-			t.Mint = MintHTTP
-		}
-		if t.Publish == "" {
-			t.Publish = PublishMQTT
-		}
-		if err := t.checkModes(); err != nil {
+		if err := c.Targets[i].withDefaults(); err != nil {
 			return c, err
-		}
-		if t.Kind == KindMQTT && t.Publish == PublishHTTP {
-			return c, fmt.Errorf("%w: target %q is a plain broker; it has no HTTP API to publish through", ErrConfig, t.Name)
-		}
-		for _, r := range t.Replicas {
-			for _, u := range []string{r.WS, r.Base} {
-				if u == "" {
-					continue
-				}
-				if err := CheckLoopback(u); err != nil {
-					return c, err
-				}
-			}
 		}
 	}
 	return c, nil
+}
+
+// withDefaults fills in t's modes and checks it.
+func (t *Target) withDefaults() error {
+	if len(t.Replicas) == 0 {
+		return fmt.Errorf("%w: target %q has no replicas", ErrConfig, t.Name)
+	}
+	if t.Mint == "" {
+		t.Mint = MintHTTP
+	}
+	if t.Publish == "" {
+		t.Publish = PublishMQTT
+	}
+	if err := t.checkModes(); err != nil {
+		return err
+	}
+	if t.Kind == KindMQTT && t.Publish == PublishHTTP {
+		return fmt.Errorf("%w: target %q is a plain broker; it has no HTTP API to publish through", ErrConfig, t.Name)
+	}
+	for _, r := range t.Replicas {
+		for _, u := range []string{r.WS, r.Base} {
+			if u == "" {
+				continue
+			}
+			if err := CheckLoopback(u); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // checkModes refuses kinds and modes the load generator does not know.

@@ -199,7 +199,7 @@ func (s *Service) completeUpload(w http.ResponseWriter, r *http.Request, bucket,
 		}
 		return b.Delete([]byte(id))
 	}
-	if err := s.commitWith(r, bucket, key, rc, meta, cond, "ObjectCreated:CompleteMultipartUpload", dropUpload); err != nil {
+	if err := s.commit(r, objectWrite{bucket: bucket, key: key, body: rc, meta: meta, cond: cond, event: "ObjectCreated:CompleteMultipartUpload", step: dropUpload}); err != nil {
 		s.writeError(w, r, errFor(err, bucket, key))
 		return
 	}
@@ -209,30 +209,6 @@ func (s *Service) completeUpload(w http.ResponseWriter, r *http.Request, bucket,
 		loc = "http://" + r.Host + loc
 	}
 	writeXML(w, http.StatusOK, completeMultipartUploadResult{Xmlns: xmlns, Location: loc, Bucket: bucket, Key: key, ETag: meta.ETag})
-}
-
-// commitWith is commit plus an extra step in the commit transaction.
-func (s *Service) commitWith(r *http.Request, bucket, key string, rc *received, meta objectMeta, cond condition, event string, step func(*bolt.Tx) error) error {
-	id, err := s.store.install(rc)
-	if err != nil {
-		rc.discard()
-		return err
-	}
-	meta.File = id
-	meta.Modified = s.now().UTC()
-	record := s.eventRecorder(r, bucket, key, event, meta.Size, meta.ETag)
-	err = s.store.commitObject(bucket, key, meta, cond, func(tx *bolt.Tx, seq uint64) error {
-		if err := step(tx); err != nil {
-			return err
-		}
-		return record(tx, seq)
-	})
-	if err != nil {
-		return err
-	}
-	s.log.Info("object stored", "bucket", bucket, "key", key, "size", meta.Size, "event", event)
-	s.deliverNow(r)
-	return nil
 }
 
 func normalizeETag(e string) string {

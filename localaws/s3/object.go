@@ -171,7 +171,7 @@ func (s *Service) putObject(w http.ResponseWriter, r *http.Request, bucket, key 
 	meta := metaFromHeaders(r.Header)
 	meta.Size = rc.size
 	meta.ETag = `"` + hex.EncodeToString(rc.md5) + `"`
-	if err := s.commit(r, bucket, key, rc, meta, cond, "ObjectCreated:Put"); err != nil {
+	if err := s.commit(r, objectWrite{bucket: bucket, key: key, body: rc, meta: meta, cond: cond, event: "ObjectCreated:Put"}); err != nil {
 		s.writeError(w, r, errFor(err, bucket, key))
 		return
 	}
@@ -179,9 +179,43 @@ func (s *Service) putObject(w http.ResponseWriter, r *http.Request, bucket, key 
 	w.WriteHeader(http.StatusOK)
 }
 
+// objectWrite is an object about to become the current version of its
+// key: the received body, its metadata, the precondition, the event to
+// notify and, optionally, a step in the same transaction.
+type objectWrite struct {
+	bucket, key string
+	body        *received
+	meta        objectMeta
+	cond        condition
+	event       string               // e.g. "ObjectCreated:Put"
+	step        func(*bolt.Tx) error // nil: none
+}
+
 // commit installs a received body as bucket/key and queues its event.
-func (s *Service) commit(r *http.Request, bucket, key string, rc *received, meta objectMeta, cond condition, event string) error {
-	return s.commitWith(r, bucket, key, rc, meta, cond, event, func(*bolt.Tx) error { return nil })
+func (s *Service) commit(r *http.Request, o objectWrite) error {
+	id, err := s.store.install(o.body)
+	if err != nil {
+		o.body.discard()
+		return err
+	}
+	meta := o.meta
+	meta.File = id
+	meta.Modified = s.now().UTC()
+	record := s.eventRecorder(r, o.bucket, o.key, o.event, meta.Size, meta.ETag)
+	err = s.store.commitObject(o.bucket, o.key, meta, o.cond, func(tx *bolt.Tx, seq uint64) error {
+		if o.step != nil {
+			if err := o.step(tx); err != nil {
+				return err
+			}
+		}
+		return record(tx, seq)
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("object stored", "bucket", o.bucket, "key", o.key, "size", meta.Size, "event", o.event)
+	s.deliverNow(r)
+	return nil
 }
 
 func (s *Service) removeObject(r *http.Request, bucket, key string) error {
@@ -375,7 +409,7 @@ func (s *Service) copyObject(w http.ResponseWriter, r *http.Request, bucket, key
 	if !strings.Contains(srcMeta.ETag, "-") {
 		meta.ETag = `"` + hex.EncodeToString(rc.md5) + `"`
 	}
-	if err := s.commit(r, bucket, key, rc, meta, cond, "ObjectCreated:Copy"); err != nil {
+	if err := s.commit(r, objectWrite{bucket: bucket, key: key, body: rc, meta: meta, cond: cond, event: "ObjectCreated:Copy"}); err != nil {
 		s.writeError(w, r, errFor(err, bucket, key))
 		return
 	}

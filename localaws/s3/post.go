@@ -170,7 +170,7 @@ func (s *Service) postObject(w http.ResponseWriter, r *http.Request, bucket stri
 	meta.ETag = `"` + hex.EncodeToString(rc.md5) + `"`
 	// The principal of the event is the policy's signer.
 	r = r.WithContext(sigv4.WithResult(r.Context(), &sigv4.Result{Credential: cred}))
-	if err := s.commit(r, bucket, key, rc, meta, condition{}, "ObjectCreated:Post"); err != nil {
+	if err := s.commit(r, objectWrite{bucket: bucket, key: key, body: rc, meta: meta, event: "ObjectCreated:Post"}); err != nil {
 		s.writeError(w, r, errFor(err, bucket, key))
 		return
 	}

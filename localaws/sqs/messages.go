@@ -168,7 +168,7 @@ func (s *Service) send(ctx context.Context, q *queue, senderID string, entries [
 		return results, nil
 	}
 	var msgs []*message
-	op, err := locked(q, func() (*writeOp, error) {
+	err := s.write(ctx, q, "send to", func() (*writeOp, error) {
 		now := time.Now().UnixNano()
 		msgs = make([]*message, len(ok))
 		states := make([][]byte, len(ok))
@@ -203,12 +203,9 @@ func (s *Service) send(ctx context.Context, q *queue, senderID string, entries [
 		}, publish), nil
 	})
 	if err != nil {
-		return nil, err
-	}
-	if err := op.wait(ctx); err != nil {
 		// Not acknowledged; if the write did fail, the messages stay out
 		// of the index (publish only runs after a successful commit).
-		return nil, fmt.Errorf("sqs: send to %q: %w", q.name, err)
+		return nil, err
 	}
 	return results, nil
 }
@@ -230,204 +227,6 @@ func (s *Service) Enqueue(ctx context.Context, queueName string, body string) (s
 	return res[0].ID, nil
 }
 
-// receiveParams are ReceiveMessage's inputs after validation.
-type receiveParams struct {
-	Max        int
-	Visibility *int // nil: queue default
-	Wait       *int // nil: queue default
-	SysNames   []string
-	AttrNames  []string
-}
-
-// delivery is one received message: an immutable record plus the state the
-// receive gave it.
-type delivery struct {
-	rec          *storedMessage
-	receipt      string
-	receiveCount uint32
-	firstRecvMs  int64
-}
-
-func validateReceive(p *receiveParams) error {
-	if p.Max < 1 || p.Max > maxBatchEntries {
-		return errInvalidParam("MaxNumberOfMessages", p.Max, "Must be between 1 and 10, if provided.")
-	}
-	if p.Visibility != nil && (*p.Visibility < 0 || *p.Visibility > maxVisibilitySeconds) {
-		return errInvalidParam("VisibilityTimeout", *p.Visibility, "Must be between 0 and 43200, if provided.")
-	}
-	if p.Wait != nil && (*p.Wait < 0 || *p.Wait > maxWaitSeconds) {
-		return errInvalidParam("WaitTimeSeconds", *p.Wait, "Must be >= 0 and <= 20, if provided.")
-	}
-	return nil
-}
-
-// receive returns up to p.Max messages, long-polling up to the wait time.
-// It wakes as soon as a sent message is committed (or a message becomes
-// visible again).
-func (s *Service) receive(ctx context.Context, q *queue, p receiveParams) ([]delivery, error) {
-	if err := validateReceive(&p); err != nil {
-		return nil, err
-	}
-	var deadline time.Time
-	for {
-		out, wake, next, wait, err := s.tryReceive(q, p)
-		if err != nil {
-			return nil, err
-		}
-		// The new receive state is committed by the next group commit, but
-		// the answer does not wait for it: a crash in that window can only
-		// make these messages visible again early, never lose them. Every
-		// message handed out here was already durable (see send).
-		if len(out) > 0 {
-			return out, nil
-		}
-		now := time.Now()
-		if deadline.IsZero() {
-			deadline = now.Add(time.Duration(wait) * time.Second)
-		}
-		if wake == nil || !now.Before(deadline) {
-			return nil, nil
-		}
-		until := deadline
-		if next > 0 && time.Unix(0, next).Before(until) {
-			until = time.Unix(0, next)
-		}
-		timer := time.NewTimer(until.Sub(now))
-		select {
-		case <-wake:
-		case <-timer.C:
-		case <-ctx.Done():
-		}
-		timer.Stop()
-		if ctx.Err() != nil {
-			return nil, nil
-		}
-	}
-}
-
-// tryReceive takes what is receivable now. When nothing is, it registers the
-// caller as a waiter and returns the channel to wait on and the time the
-// next message becomes visible (0 if none).
-func (s *Service) tryReceive(q *queue, p receiveParams) (out []delivery, wake chan struct{}, next int64, wait int, err error) {
-	q.mu.Lock()
-	rp := q.settings.redrive
-	q.mu.Unlock()
-	var dlq *queue
-	if rp != nil {
-		if d, err := s.lookup(rp.targetName); err == nil && d != q {
-			dlq = d
-		}
-	}
-	// Lock source and dead-letter queue in id order so two queues that
-	// redrive into each other cannot deadlock.
-	first, second := q, dlq
-	if dlq != nil && dlq.id < q.id {
-		first, second = dlq, q
-	}
-	first.mu.Lock()
-	if second != nil {
-		second.mu.Lock()
-		defer second.mu.Unlock()
-	}
-	defer first.mu.Unlock()
-	if q.deleted {
-		return nil, nil, 0, 0, errNoQueue(q.name)
-	}
-	if dlq != nil && (dlq.deleted || q.settings.redrive == nil || q.settings.redrive.targetName != dlq.name) {
-		dlq = nil
-	}
-	wait = q.settings.waitSec
-	if p.Wait != nil {
-		wait = *p.Wait
-	}
-	vt := q.settings.visibilitySec
-	if p.Visibility != nil {
-		vt = *p.Visibility
-	}
-	now := time.Now()
-	nowNs, nowMs := now.UnixNano(), now.UnixMilli()
-	cutoff := nowMs - int64(q.settings.retentionSec)*1000
-	var (
-		states  []*message
-		stBytes [][]byte
-		gone    []uint64
-		moved   []*message
-		movedTo []*message
-	)
-	picked := map[uint64]bool{}
-	for len(out) < p.Max && q.ready.Len() > 0 {
-		m := q.ready[0]
-		if m.visibleAt > nowNs || picked[m.seq] {
-			break
-		}
-		if m.rec.SentMs <= cutoff {
-			q.remove(m)
-			gone = append(gone, m.seq)
-			continue
-		}
-		if dlq != nil && int(m.receiveCount) >= q.settings.redrive.MaxReceiveCount {
-			q.remove(m)
-			nm := &message{seq: s.seq.Add(1), rec: m.rec, visibleAt: nowNs, receiveCount: m.receiveCount, firstRecvMs: m.firstRecvMs}
-			dlq.add(nm)
-			moved, movedTo = append(moved, m), append(movedTo, nm)
-			continue
-		}
-		picked[m.seq] = true
-		m.receiveCount++
-		if m.firstRecvMs == 0 {
-			m.firstRecvMs = nowMs
-		}
-		m.nonce = newNonce()
-		q.setVisibleAt(m, nowNs+int64(vt)*int64(time.Second))
-		states, stBytes = append(states, m), append(stBytes, m.encodeState())
-		out = append(out, delivery{rec: m.rec, receipt: encodeReceipt(q.id, m.seq, m.nonce), receiveCount: m.receiveCount, firstRecvMs: m.firstRecvMs})
-	}
-	if len(states) > 0 || len(gone) > 0 || len(moved) > 0 {
-		qid := q.id
-		var dlqID uint64
-		var movedRaw [][]byte
-		var movedState [][]byte
-		if len(moved) > 0 {
-			dlqID = dlq.id
-			dlq.wake()
-			for _, nm := range movedTo {
-				raw, _ := json.Marshal(nm.rec)
-				movedRaw = append(movedRaw, raw)
-				movedState = append(movedState, nm.encodeState())
-			}
-			s.log.Info("sqs messages moved to dead-letter queue", "queue", q.name, "dlq", dlq.name, "count", len(moved))
-		}
-		s.st.submit(func(tx *bolt.Tx) error {
-			for i, m := range states {
-				if err := putState(tx, qid, m.seq, stBytes[i]); err != nil {
-					return err
-				}
-			}
-			for _, seq := range gone {
-				if err := deleteMessage(tx, qid, seq); err != nil {
-					return err
-				}
-			}
-			for i, m := range moved {
-				if err := deleteMessage(tx, qid, m.seq); err != nil {
-					return err
-				}
-				if err := putMessage(tx, dlqID, movedTo[i], movedRaw[i], movedState[i]); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	if len(out) == 0 && wait > 0 {
-		wake = q.waitChan()
-		if q.ready.Len() > 0 {
-			next = q.ready[0].visibleAt
-		}
-	}
-	return out, wake, next, wait, nil
-}
-
 // deleteMessages deletes by receipt handle. A handle from an earlier
 // delivery of a message that was received again since is accepted and
 // ignored, as SQS documents, so the newer delivery stays; a handle for a
@@ -435,12 +234,12 @@ func (s *Service) tryReceive(q *queue, p receiveParams) (out []delivery, wake ch
 // of another queue fail, with ReceiptHandleIsInvalid.
 func (s *Service) deleteMessages(ctx context.Context, q *queue, handles []string) ([]error, error) {
 	errs := make([]error, len(handles))
-	op, err := locked(q, func() (*writeOp, error) {
+	err := s.write(ctx, q, "delete from", func() (*writeOp, error) {
 		var seqs []uint64
 		for i, h := range handles {
-			qid, seq, nonce, ok := decodeReceipt(h)
-			if !ok || qid != q.id {
-				errs[i] = apiErr(ErrReceiptHandleIsInvalid, "The input receipt handle %q is not a valid receipt handle.", h)
+			seq, nonce, err := q.receipt(h)
+			if err != nil {
+				errs[i] = err
 				continue
 			}
 			m := q.msgs[seq]
@@ -463,15 +262,7 @@ func (s *Service) deleteMessages(ctx context.Context, q *queue, handles []string
 			return nil
 		}), nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if op != nil {
-		if err := op.wait(ctx); err != nil {
-			return nil, fmt.Errorf("sqs: delete from %q: %w", q.name, err)
-		}
-	}
-	return errs, nil
+	return errs, err
 }
 
 // visibilityChange is one ChangeMessageVisibility entry.
@@ -486,7 +277,7 @@ type visibilityChange struct {
 // MessageNotInflight.
 func (s *Service) changeVisibility(ctx context.Context, q *queue, changes []visibilityChange) ([]error, error) {
 	errs := make([]error, len(changes))
-	op, err := locked(q, func() (*writeOp, error) {
+	err := s.write(ctx, q, "change visibility in", func() (*writeOp, error) {
 		now := time.Now().UnixNano()
 		var msgs []*message
 		var states [][]byte
@@ -495,9 +286,9 @@ func (s *Service) changeVisibility(ctx context.Context, q *queue, changes []visi
 				errs[i] = errInvalidParam("VisibilityTimeout", c.Timeout, "VisibilityTimeout must be an integer between 0 and 43200.")
 				continue
 			}
-			qid, seq, nonce, ok := decodeReceipt(c.Handle)
-			if !ok || qid != q.id {
-				errs[i] = apiErr(ErrReceiptHandleIsInvalid, "The input receipt handle %q is not a valid receipt handle.", c.Handle)
+			seq, nonce, err := q.receipt(c.Handle)
+			if err != nil {
+				errs[i] = err
 				continue
 			}
 			m := q.msgs[seq]
@@ -528,13 +319,5 @@ func (s *Service) changeVisibility(ctx context.Context, q *queue, changes []visi
 			return nil
 		}), nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if op != nil {
-		if err := op.wait(ctx); err != nil {
-			return nil, fmt.Errorf("sqs: change visibility in %q: %w", q.name, err)
-		}
-	}
-	return errs, nil
+	return errs, err
 }

@@ -29,3 +29,14 @@ func decodeReceipt(h string) (qid, seq, nonce uint64, ok bool) {
 	}
 	return binary.BigEndian.Uint64(b[1:]), binary.BigEndian.Uint64(b[9:]), binary.BigEndian.Uint64(b[17:]), true
 }
+
+// receipt decodes a receipt handle of q into the message's sequence number
+// and delivery nonce; a malformed handle, or one of another queue, is
+// ReceiptHandleIsInvalid.
+func (q *queue) receipt(h string) (seq, nonce uint64, err error) {
+	qid, seq, nonce, ok := decodeReceipt(h)
+	if !ok || qid != q.id {
+		return 0, 0, apiErr(ErrReceiptHandleIsInvalid, "The input receipt handle %q is not a valid receipt handle.", h)
+	}
+	return seq, nonce, nil
+}

@@ -301,12 +301,26 @@ func locked[T any](q *queue, fn func() (T, error)) (T, error) {
 	return fn()
 }
 
+// write runs fn with q locked (see locked) and waits until the write fn
+// submitted, if any, is durable; what names the operation in errors
+// ("send to").
+func (s *Service) write(ctx context.Context, q *queue, what string, fn func() (*writeOp, error)) error {
+	op, err := locked(q, fn)
+	if err != nil || op == nil {
+		return err
+	}
+	if err := op.wait(ctx); err != nil {
+		return fmt.Errorf("sqs: %s %q: %w", what, q.name, err)
+	}
+	return nil
+}
+
 func (s *Service) purgeQueue(ctx context.Context, name string) error {
 	q, err := s.lookup(name)
 	if err != nil {
 		return err
 	}
-	op, err := locked(q, func() (*writeOp, error) {
+	err = s.write(ctx, q, "purge queue", func() (*writeOp, error) {
 		q.clear()
 		id := q.id
 		return s.st.submit(func(tx *bolt.Tx) error {
@@ -318,9 +332,6 @@ func (s *Service) purgeQueue(ctx context.Context, name string) error {
 	})
 	if err != nil {
 		return err
-	}
-	if err := op.wait(ctx); err != nil {
-		return fmt.Errorf("sqs: purge queue %q: %w", name, err)
 	}
 	s.log.Info("sqs queue purged", "queue", name)
 	return nil
@@ -382,7 +393,7 @@ func (s *Service) setAttributes(ctx context.Context, name string, attrs map[stri
 	if err := s.checkRedriveTarget(name, norm); err != nil {
 		return err
 	}
-	op, err := locked(q, func() (*writeOp, error) {
+	return s.write(ctx, q, "set attributes of", func() (*writeOp, error) {
 		meta := q.meta
 		meta.Attributes = make(map[string]string, len(q.meta.Attributes)+len(norm))
 		for k, v := range q.meta.Attributes {
@@ -401,10 +412,6 @@ func (s *Service) setAttributes(ctx context.Context, name string, attrs map[stri
 		q.wake() // a shorter wait time or visibility change may matter to waiters
 		return s.st.submit(func(tx *bolt.Tx) error { return putQueueMeta(tx, meta) }), nil
 	})
-	if err != nil {
-		return err
-	}
-	return op.wait(ctx)
 }
 
 // listQueues returns the sorted names with prefix, starting after the name
@@ -443,7 +450,7 @@ func (s *Service) setTags(ctx context.Context, name string, set map[string]strin
 	if err != nil {
 		return err
 	}
-	op, err := locked(q, func() (*writeOp, error) {
+	return s.write(ctx, q, "tag", func() (*writeOp, error) {
 		meta := q.meta
 		meta.Tags = make(map[string]string, len(q.meta.Tags)+len(set))
 		for k, v := range q.meta.Tags {
@@ -458,10 +465,6 @@ func (s *Service) setTags(ctx context.Context, name string, set map[string]strin
 		q.meta = meta
 		return s.st.submit(func(tx *bolt.Tx) error { return putQueueMeta(tx, meta) }), nil
 	})
-	if err != nil {
-		return err
-	}
-	return op.wait(ctx)
 }
 
 func (s *Service) tags(name string) (map[string]string, error) {
