@@ -34,6 +34,9 @@ type UploadRequest struct {
 	// MaxBytes is the app's upload limit; the grant's content-length-range
 	// ends there.
 	MaxBytes int64 `json:"-"`
+	// AllowedTypes are the app's allowed content types (see
+	// Limits.AllowsType).
+	AllowedTypes []string `json:"-"`
 }
 
 // UploadGrant is a presigned POST: the browser sends Fields and then the

@@ -50,6 +50,9 @@ type IntakeConfig struct {
 	// UploadExpiry is how long a grant is valid: default 10 min, at most
 	// 15 min.
 	UploadExpiry time.Duration
+	// PartURLExpiry is how long a presigned part URL of a resumable
+	// upload is valid: default 5 min, at most 1 h.
+	PartURLExpiry time.Duration
 	// MarkerPrefix is where the processor keeps job records (its
 	// Config.MarkerPrefix); default job.RecordsPrefix.
 	MarkerPrefix string
@@ -81,6 +84,10 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 		cfg.UploadExpiry = DefaultUploadExpiry
 	}
 	cfg.UploadExpiry = min(cfg.UploadExpiry, MaxUploadExpiry)
+	if cfg.PartURLExpiry <= 0 {
+		cfg.PartURLExpiry = DefaultPartURLExpiry
+	}
+	cfg.PartURLExpiry = min(cfg.PartURLExpiry, MaxPartURLExpiry)
 	if cfg.MarkerPrefix == "" {
 		cfg.MarkerPrefix = job.RecordsPrefix
 	}
@@ -98,31 +105,16 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 
 // GrantUpload checks the request and presigns a POST for exactly
 // uploads/{app}/{channel}/{jobId}/{safe filename}, with the content type
-// fixed and the size bounded to [1, MaxBytes].
+// fixed and the size bounded to [1, MaxBytes]. A Size of 0 means the
+// client declared none (the policy still bounds it).
 func (in *Intake) GrantUpload(ctx context.Context, req job.UploadRequest) (job.UploadGrant, error) {
-	switch {
-	case req.Filename == "":
-		return job.UploadGrant{}, fmt.Errorf("filename is required: %w", job.ErrInvalid)
-	case req.Size <= 0:
-		return job.UploadGrant{}, fmt.Errorf("size %d: must be the file's size in bytes: %w", req.Size, job.ErrInvalid)
-	case req.MaxBytes <= 0:
+	if req.MaxBytes <= 0 {
 		return job.UploadGrant{}, fmt.Errorf("no upload limit for app %q: %w", req.App, job.ErrInvalid)
-	case req.Size > req.MaxBytes:
-		return job.UploadGrant{}, fmt.Errorf("file of %d bytes exceeds the limit of %d: %w", req.Size, req.MaxBytes, job.ErrTooLarge)
 	}
-	jobID, err := job.NewID()
+	jobID, key, ct, err := in.newUpload(req.App, req.Channel, req.Filename, req.ContentType, req.Size,
+		job.Limits{MaxBytes: req.MaxBytes, AllowedTypes: req.AllowedTypes})
 	if err != nil {
 		return job.UploadGrant{}, err
-	}
-	k := job.Key{App: req.App, Channel: req.Channel, JobID: jobID}
-	if !k.Valid() {
-		return job.UploadGrant{}, fmt.Errorf("app %q or channel %q is not a valid id: %w", req.App, req.Channel, job.ErrInvalid)
-	}
-	name := job.SafeFilename(req.Filename)
-	key := k.UploadKey(name)
-	ct := canonicalType(req.ContentType, name)
-	if _, err := convert.SelectPipeline(in.cfg.Pipelines, key, ct); err != nil {
-		return job.UploadGrant{}, fmt.Errorf("content type %q of %q: %w", req.ContentType, req.Filename, job.ErrUnsupportedFormat)
 	}
 	expiry := in.cfg.UploadExpiry
 	post, err := in.cfg.Presigner.PresignPostObject(ctx, &s3.PutObjectInput{Bucket: aws.String(in.cfg.Bucket), Key: aws.String(key)},
@@ -147,6 +139,38 @@ func (in *Intake) GrantUpload(ctx context.Context, req job.UploadRequest) (job.U
 		JobID: jobID, Key: key, URL: post.URL, Fields: fields, ContentType: ct,
 		MaxBytes: req.MaxBytes, ExpiresAt: in.cfg.Now().Add(expiry).UTC(),
 	}, nil
+}
+
+// newUpload checks a new upload's name, declared type and size against the
+// pipelines and the app's limits, and chooses its job id, key and content
+// type.
+func (in *Intake) newUpload(app, channel, filename, declaredType string, size int64, lim job.Limits) (jobID, key, ct string, err error) {
+	switch {
+	case filename == "":
+		return "", "", "", fmt.Errorf("filename is required: %w", job.ErrInvalid)
+	case size < 0:
+		return "", "", "", fmt.Errorf("size %d: must be the file's size in bytes: %w", size, job.ErrInvalid)
+	case size > lim.MaxBytes:
+		return "", "", "", fmt.Errorf("%s is %d bytes, over the limit of %d: %w", filename, size, lim.MaxBytes, job.ErrTooLarge)
+	}
+	jobID, err = job.NewID()
+	if err != nil {
+		return "", "", "", err
+	}
+	k := job.Key{App: app, Channel: channel, JobID: jobID}
+	if !k.Valid() {
+		return "", "", "", fmt.Errorf("app %q or channel %q is not a valid id: %w", app, channel, job.ErrInvalid)
+	}
+	name := job.SafeFilename(filename)
+	key = k.UploadKey(name)
+	ct = canonicalType(declaredType, name)
+	if !lim.AllowsType(ct) {
+		return "", "", "", fmt.Errorf("content type %q of %q is not among this app's allowed types %v: %w", declaredType, filename, lim.AllowedTypes, job.ErrUnsupportedFormat)
+	}
+	if _, err := convert.SelectPipeline(in.cfg.Pipelines, key, ct); err != nil {
+		return "", "", "", fmt.Errorf("content type %q of %q: %w", declaredType, filename, job.ErrUnsupportedFormat)
+	}
+	return jobID, key, ct, nil
 }
 
 // SubmitJob checks that the object exists and enqueues its job; the

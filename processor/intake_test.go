@@ -95,7 +95,8 @@ func TestGrantUpload(t *testing.T) {
 		{"text", req("a.txt", "text/plain", 10), job.ErrUnsupportedFormat},
 		{"no type, unknown ext", req("a.bin", "", 10), job.ErrUnsupportedFormat},
 		{"too large", req("a.png", "image/png", 1001), job.ErrTooLarge},
-		{"empty", req("a.png", "image/png", 0), job.ErrInvalid},
+		{"negative size", req("a.png", "image/png", -1), job.ErrInvalid},
+		{"type the app does not allow", job.UploadRequest{App: "demo", Channel: ch, Filename: "a.png", ContentType: "image/png", Size: 1, MaxBytes: 10, AllowedTypes: []string{"audio/*"}}, job.ErrUnsupportedFormat},
 		{"no name", req("", "image/png", 10), job.ErrInvalid},
 		{"bad channel", job.UploadRequest{App: "demo", Channel: "a/b", Filename: "a.png", ContentType: "image/png", Size: 1, MaxBytes: 10}, job.ErrInvalid},
 	} {

@@ -17,6 +17,7 @@ import (
 const (
 	DefaultSessionTTL     = 24 * time.Hour
 	DefaultMaxUploadBytes = 200 << 20
+	DefaultMaxObjectBytes = 5 << 30
 	DefaultEventsPerSec   = 200
 )
 
@@ -45,8 +46,16 @@ type App struct {
 	// SessionTTL is how long a browser token stays valid, so MQTT.js can
 	// reconnect without a new HTTP call. Default 24h.
 	SessionTTL time.Duration `yaml:"sessionTTL"`
-	// MaxUploadBytes bounds one upload. Default 200 MiB.
+	// MaxUploadBytes bounds a file sent in one request (POST /v1/uploads,
+	// GET /v1/uploads/s3/params). Default 200 MiB.
 	MaxUploadBytes int64 `yaml:"maxUploadBytes"`
+	// MaxObjectBytes bounds a file sent in parts (the resumable
+	// /v1/uploads/s3/multipart routes). Default 5 GiB.
+	MaxObjectBytes int64 `yaml:"maxObjectBytes"`
+	// AllowedTypes narrows the content types the app's browsers may
+	// upload: exact types ("image/tiff") or a family ("audio/*"). Empty
+	// allows every type a pipeline converts.
+	AllowedTypes []string `yaml:"allowedTypes"`
 	// EventsPerSecond bounds POST /v1/events for the app. Default 200.
 	EventsPerSecond float64 `yaml:"eventsPerSecond"`
 }
@@ -57,6 +66,9 @@ func (a *App) setDefaults() {
 	}
 	if a.MaxUploadBytes <= 0 {
 		a.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	if a.MaxObjectBytes <= 0 {
+		a.MaxObjectBytes = DefaultMaxObjectBytes
 	}
 	if a.EventsPerSecond <= 0 {
 		a.EventsPerSecond = DefaultEventsPerSec
@@ -71,6 +83,11 @@ func (a *App) validate() error {
 		return fmt.Errorf("app %q: apiKey must be at least 16 characters", a.ID)
 	case len(a.Secret) < 32:
 		return fmt.Errorf("app %q: secret must be at least 32 characters", a.ID)
+	}
+	for _, t := range a.AllowedTypes {
+		if major, minor, ok := strings.Cut(t, "/"); !ok || major == "" || minor == "" || strings.ContainsAny(t, " ;,") {
+			return fmt.Errorf("app %q: allowed type %q must look like image/tiff or image/*", a.ID, t)
+		}
 	}
 	for _, o := range a.Origins {
 		if o == "*" {

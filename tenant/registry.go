@@ -117,11 +117,17 @@ func (r *Registry) Verify(appID, token string, now time.Time) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
+	return verifyWith(a, token, "herald", now)
+}
+
+// verifyWith checks token against app a's secret, its id as audience and
+// issuer iss, and returns its claims.
+func verifyWith(a *App, token, iss string, now time.Time) (Claims, error) {
 	var tc tokenClaims
-	_, err = jwt.ParseWithClaims(token, &tc, func(*jwt.Token) (any, error) { return []byte(a.Secret), nil },
+	_, err := jwt.ParseWithClaims(token, &tc, func(*jwt.Token) (any, error) { return []byte(a.Secret), nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithAudience(a.ID),
-		jwt.WithIssuer("herald"),
+		jwt.WithIssuer(iss),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)

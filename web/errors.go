@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/heraldgw/herald/event"
@@ -141,7 +142,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		level = s.log.Error
 	}
-	level("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "code", ae.Code, "err", err)
+	level("request failed", "method", r.Method, "path", logPath(r), "status", status, "code", ae.Code, "err", err)
 	s.metrics.apiErrors.WithLabelValues(string(ae.Code)).Inc()
 	// A cause that knows when to come back (storage that cannot write)
 	// says so.
@@ -152,6 +153,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var body errorBody
 	body.Error.Code, body.Error.Message = ae.Code, ae.Message
 	writeJSON(w, status, body)
+}
+
+// logPath is the request's path for logs, an upload token in it replaced:
+// the token is a credential.
+func logPath(r *http.Request) string {
+	if tok := r.PathValue("token"); tok != "" {
+		return strings.Replace(r.URL.Path, tok, "{token}", 1)
+	}
+	return r.URL.Path
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

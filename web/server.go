@@ -49,6 +49,9 @@ type Config struct {
 	// answers 503 (no processor configured).
 	Uploads Uploader
 	Jobs    JobSubmitter
+	// Multipart backs the resumable upload routes under /v1/uploads/s3;
+	// nil answers 503.
+	Multipart MultipartUploader
 	// JobStatus backs GET /v1/jobs/{jobId}; nil answers 503.
 	JobStatus JobReader
 	// Ready reports readiness for /readyz; nil means always ready.
@@ -128,6 +131,7 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /v1/sessions", s.api("sessions", s.handleSessions))
 	s.mux.Handle("POST /v1/events", s.api("events", s.handleEvents))
 	s.mux.Handle("POST /v1/uploads", s.api("uploads", s.handleUploads))
+	s.uploadRoutes()
 	s.mux.Handle("POST /v1/jobs", s.api("jobs", s.handleJobs))
 	s.mux.Handle("GET /v1/jobs/{jobId}", s.api("job_status", s.handleJobStatus))
 	s.mux.Handle("GET /v1/openapi.json", s.api("openapi", s.handleOpenAPI))
@@ -175,10 +179,15 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
 
 // decodeJSON reads a small JSON body strictly into v.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeJSONMax(w, r, v, MaxJSONBody)
+}
+
+// decodeJSONMax reads a JSON body of at most limit bytes strictly into v.
+func decodeJSONMax(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	if err := requireJSON(r); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxJSONBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
@@ -262,7 +271,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-			h.Set("Access-Control-Allow-Methods", "POST")
+			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
 			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)

@@ -49,12 +49,14 @@ func (s *Server) handleUploads(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case req.Filename == "":
 		return apiError(CodeBadRequest, nil, `"filename" is required`)
-	case req.Size <= 0:
-		return apiError(CodeBadRequest, nil, `"size" must be the file's size in bytes`)
+	case req.Size == 0:
+		return apiError(CodeBadRequest, nil, "%q is empty (0 bytes): there is nothing to convert", req.Filename)
+	case req.Size < 0:
+		return apiError(CodeBadRequest, nil, `"size" must be the file's size in bytes, got %d`, req.Size)
 	case req.Size > app.MaxUploadBytes:
-		return apiError(CodeTooLarge, nil, "file of %d bytes exceeds the app's limit of %d", req.Size, app.MaxUploadBytes)
+		return apiError(CodeTooLarge, nil, "%q is %d bytes, over this app's limit of %d for a single upload", req.Filename, req.Size, app.MaxUploadBytes)
 	}
-	req.App, req.Channel, req.MaxBytes = claims.App, claims.Channel, app.MaxUploadBytes
+	req.App, req.Channel, req.MaxBytes, req.AllowedTypes = claims.App, claims.Channel, app.MaxUploadBytes, app.AllowedTypes
 	g, err := s.cfg.Uploads.GrantUpload(r.Context(), req)
 	if err != nil {
 		return err

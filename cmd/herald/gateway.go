@@ -48,6 +48,7 @@ type gateway struct {
 	sessions  web.SessionMinter // external broker: completes POST /v1/sessions
 	mqttURL   string            // external broker: what browsers connect to
 	uploads   web.Uploader
+	multipart web.MultipartUploader
 	jobs      web.JobSubmitter
 	jobStatus web.JobReader
 	urls      []any // key-value pairs of the "ready" log line

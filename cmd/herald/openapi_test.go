@@ -56,6 +56,18 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 	// outputs to check.
 	waitJobState(t, g.base, jobID, "completed")
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	// A resumable upload with one part, for the Companion-style routes.
+	up := companion{base: g.base + "/v1/uploads", bearer: s.Token}.create(t, "clip.wav", "audio/wav")
+	part := companion{base: g.base + "/v1/uploads", bearer: s.Token}.putPart(t, up, 1, genWAV(t, 1))
+	var ep struct {
+		CompanionEndpoint string `json:"companionEndpoint"`
+	}
+	resp, body := postJSON(t, g.base+"/v1/uploads/endpoint", s.Token, nil)
+	_ = json.Unmarshal(body, &ep)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload endpoint: %d %s", resp.StatusCode, body)
+	}
+	tokenBase := strings.TrimPrefix(ep.CompanionEndpoint, g.base)
 
 	cases := []apiCase{
 		{"session anonymous", "POST", "/v1/sessions", "", nil, `{"app":"demo"}`, 201, true},
@@ -76,6 +88,24 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 		{"upload empty size", "POST", "/v1/uploads", s.Token, nil, `{"filename":"photo.tif","size":0}`, 400, false},
 		{"upload too large", "POST", "/v1/uploads", s.Token, nil, `{"filename":"big.tif","size":1099511627776}`, 413, true},
 		{"upload bad token", "POST", "/v1/uploads", "not-a-token", nil, `{"filename":"photo.tif","size":10}`, 401, true},
+		{"upload endpoint", "POST", "/v1/uploads/endpoint", s.Token, nil, "", 201, true},
+		{"upload endpoint no token", "POST", "/v1/uploads/endpoint", "", nil, "", 401, false},
+		{"s3 params", "GET", "/v1/uploads/s3/params?filename=a.png&type=image/png", s.Token, nil, "", 200, true},
+		{"s3 params via upload token", "GET", tokenBase + "/s3/params?filename=a.png&type=image/png&metadata%5Bsize%5D=1000", "", nil, "", 200, true},
+		{"s3 params wrong type", "GET", "/v1/uploads/s3/params?filename=a.txt&type=text/plain", s.Token, nil, "", 415, true},
+		{"multipart create", "POST", "/v1/uploads/s3/multipart", s.Token, nil, `{"filename":"big.tif","type":"image/tiff","metadata":{"name":"big.tif"}}`, 200, true},
+		{"multipart create via upload token", "POST", tokenBase + "/s3/multipart", "", nil, `{"filename":"big.tif","type":"image/tiff","metadata":{}}`, 200, true},
+		{"multipart create oversize", "POST", "/v1/uploads/s3/multipart", s.Token, nil, `{"filename":"big.tif","type":"image/tiff","metadata":{"size":10000000000}}`, 413, true},
+		{"multipart sign part", "GET", "/v1/uploads" + uploadPath(up, "/2"), s.Token, nil, "", 200, true},
+		{"multipart sign part via upload token", "GET", tokenBase + uploadPath(up, "/2"), "", nil, "", 200, true},
+		{"multipart sign part of another channel", "GET", "/v1/uploads" + strings.Replace(uploadPath(up, "/2"), s.Channel, channel, 1), s.Token, nil, "", 403, true},
+		{"multipart list parts", "GET", "/v1/uploads" + uploadPath(up, ""), s.Token, nil, "", 200, true},
+		{"multipart list parts via upload token", "GET", tokenBase + uploadPath(up, ""), "", nil, "", 200, true},
+		{"multipart complete wrong etag", "POST", "/v1/uploads" + uploadPath(up, "/complete"), s.Token, nil, `{"parts":[{"PartNumber":1,"ETag":"\"0\""}]}`, 400, true},
+		{"multipart complete", "POST", tokenBase + uploadPath(up, "/complete"), "", nil, js(map[string]any{"parts": []any{part}}), 200, true},
+		{"multipart complete again", "POST", "/v1/uploads" + uploadPath(up, "/complete"), s.Token, nil, js(map[string]any{"parts": []any{part}}), 404, true},
+		{"multipart abort", "DELETE", "/v1/uploads" + uploadPath(up, ""), s.Token, nil, "", 204, true},
+		{"multipart abort via upload token", "DELETE", tokenBase + uploadPath(up, ""), "", nil, "", 204, true},
 		{"job", "POST", "/v1/jobs", testAPIKey, nil, js(map[string]string{"channel": channel, "bucket": "herald", "key": uploaded}), 202, true},
 		{"job missing object", "POST", "/v1/jobs", testAPIKey, nil, js(map[string]string{"channel": channel, "bucket": "herald", "key": "uploads/demo/x/y/none.png"}), 404, true},
 		{"job foreign app", "POST", "/v1/jobs", testAPIKey, nil, js(map[string]string{"channel": channel, "bucket": "herald", "key": "uploads/other/x/y/a.png"}), 403, true},

@@ -37,7 +37,7 @@ func (g *gateway) startJobs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g.uploads, g.jobs, g.jobStatus = intake, intake, intake
+	g.uploads, g.multipart, g.jobs, g.jobStatus = intake, intake, intake, intake
 	if !g.cfg.has(RoleProcessor) {
 		return nil
 	}

@@ -152,7 +152,7 @@ func (g *gateway) startWeb(ctx context.Context) error {
 		return nil
 	}
 	srv, err := web.New(web.Config{
-		Registry: g.reg, Publisher: g.pub, MQTT: g.mqtt, Uploads: g.uploads, Jobs: g.jobs, JobStatus: g.jobStatus,
+		Registry: g.reg, Publisher: g.pub, MQTT: g.mqtt, Uploads: g.uploads, Multipart: g.multipart, Jobs: g.jobs, JobStatus: g.jobStatus,
 		MQTTURL: g.mqttURL, Sessions: g.sessions,
 		Ready:    g.readiness,
 		Gatherer: g.metrics, Metrics: g.metrics, NoMetricsRoute: g.metln != nil,
