@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/heraldgw/herald/internal/lifecycle"
 	"github.com/heraldgw/herald/localaws/s3"
 	"github.com/heraldgw/herald/localaws/sigv4"
@@ -59,6 +61,12 @@ type Config struct {
 	// DefaultBodyMinRate.
 	BodyGrace   time.Duration
 	BodyMinRate int64
+	// AbortIncompleteAfter aborts multipart uploads left incomplete this
+	// long (S3's AbortIncompleteMultipartUpload lifecycle rule); default
+	// 24h, negative never.
+	AbortIncompleteAfter time.Duration
+	// Metrics registers localaws's counters; nil registers none.
+	Metrics prometheus.Registerer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -150,7 +158,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localaws: open sqs: %w", err)
 	}
-	s.s3, err = s3.New(s3.Config{DataDir: filepath.Join(cfg.DataDir, "s3"), Region: cfg.Region, AccountID: DefaultAccountID, Verifier: s.verifier, Notifier: s.sqs, Logger: cfg.Logger})
+	s.s3, err = s3.New(s3.Config{DataDir: filepath.Join(cfg.DataDir, "s3"), Region: cfg.Region, AccountID: DefaultAccountID, Verifier: s.verifier, Notifier: s.sqs,
+		AbortIncompleteAfter: cfg.AbortIncompleteAfter, Metrics: cfg.Metrics, Logger: cfg.Logger})
 	if err != nil {
 		s.sqs.Close()
 		return nil, fmt.Errorf("localaws: open s3: %w", err)

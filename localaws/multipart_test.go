@@ -9,13 +9,17 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestMultipartUpload(t *testing.T) {
@@ -202,4 +206,118 @@ func TestChunkedTrailerOverTLS(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("stored %d bytes, want %d", len(got), len(data))
 	}
+}
+
+// TestPresignedUploadPartFromBrowser is what a browser does with a part URL
+// the gateway signed: a CORS preflight for PUT, then the PUT with an
+// Origin; the answer exposes ETag (which the browser must send back to
+// complete) and is counted once.
+func TestPresignedUploadPartFromBrowser(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(c *Config) { c.Metrics = reg })
+	ctx := ctxT(t)
+	b, k := aws.String("herald"), aws.String("uploads/demo/ch/job/big.tif")
+	mp, err := e.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: b, Key: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := s3.NewPresignClient(e.s3).PresignUploadPart(ctx, &s3.UploadPartInput{Bucket: b, Key: k, UploadId: mp.UploadId, PartNumber: aws.Int32(1)},
+		s3.WithPresignExpires(5*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const origin = "http://localhost:8080"
+	pre := preflight(t, signed.URL, origin, "PUT", "")
+	if pre.StatusCode != http.StatusOK || pre.Header.Get("Access-Control-Allow-Origin") != origin {
+		t.Fatalf("preflight: %d %v", pre.StatusCode, pre.Header)
+	}
+	data := bytes.Repeat([]byte{7}, 1<<20)
+	req, _ := http.NewRequest(http.MethodPut, signed.URL, bytes.NewReader(data))
+	req.Header.Set("Origin", origin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	sum := md5.Sum(data)
+	if got, want := resp.Header.Get("ETag"), `"`+hex.EncodeToString(sum[:])+`"`; resp.StatusCode != http.StatusOK || got != want {
+		t.Fatalf("PUT part: %d, ETag %q, want 200 and %q", resp.StatusCode, got, want)
+	}
+	if exp := resp.Header.Get("Access-Control-Expose-Headers"); resp.Header.Get("Access-Control-Allow-Origin") != origin || !strings.Contains(exp, "ETag") {
+		t.Fatalf("CORS on the part PUT: allow-origin %q, expose %q; want the origin and ETag", resp.Header.Get("Access-Control-Allow-Origin"), exp)
+	}
+	if got := counterWith(t, reg, "herald_localaws_s3_upload_parts_total", "stored"); got != 1 {
+		t.Fatalf("parts stored: got %v, want 1", got)
+	}
+	// A URL past its expiry is refused.
+	old, _ := s3.NewPresignClient(e.s3).PresignUploadPart(ctx, &s3.UploadPartInput{Bucket: b, Key: k, UploadId: mp.UploadId, PartNumber: aws.Int32(2)},
+		func(o *s3.PresignOptions) { o.Expires = time.Second })
+	time.Sleep(1100 * time.Millisecond)
+	req, _ = http.NewRequest(http.MethodPut, old.URL, bytes.NewReader(data))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("expired part URL: got %d, want 403", resp.StatusCode)
+	}
+}
+
+// TestIncompleteUploadsAborted: an upload never completed is aborted once
+// it is older than AbortIncompleteAfter, and its parts are freed.
+func TestIncompleteUploadsAborted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(c *Config) { c.AbortIncompleteAfter = time.Second; c.Metrics = reg })
+	ctx := ctxT(t)
+	b, k := aws.String("herald"), aws.String("uploads/demo/ch/job/abandoned.wav")
+	mp, err := e.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: b, Key: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s3.UploadPart(ctx, &s3.UploadPartInput{Bucket: b, Key: k, UploadId: mp.UploadId, PartNumber: aws.Int32(1), Body: bytes.NewReader(make([]byte, 1<<20))}); err != nil {
+		t.Fatal(err)
+	}
+	partsDir := filepath.Join(e.dir, "s3", "parts", aws.ToString(mp.UploadId))
+	if _, err := os.Stat(partsDir); err != nil {
+		t.Fatalf("parts dir: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := e.s3.ListParts(ctx, &s3.ListPartsInput{Bucket: b, Key: k, UploadId: mp.UploadId})
+		if apiCode(err) == "NoSuchUpload" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upload still there after 10 s (ListParts: %v)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := os.Stat(partsDir); !os.IsNotExist(err) {
+		t.Fatalf("parts dir after the abort: %v, want it gone", err)
+	}
+	if got := counterWith(t, reg, "herald_localaws_s3_multipart_aborted_total", "expired"); got != 1 {
+		t.Fatalf("aborted (expired): got %v, want 1", got)
+	}
+}
+
+// counterWith is the value of counter name{label=value} in reg.
+func counterWith(t *testing.T, reg *prometheus.Registry, name, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == value {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no %s{%s}", name, value)
+	return 0
 }

@@ -44,7 +44,9 @@ func (g *gateway) awsClients(ctx context.Context) (*awsClients, error) {
 	} else {
 		out.Endpoint = "http://" + cfg.LocalawsAddr
 		if g.cfg.has(RoleWeb) && *cfg.LocalawsEmbed {
-			srv, err := localaws.New(g.cfg.localaws(g.origins, g.log.With("part", "localaws")))
+			lc := g.cfg.localaws(g.origins, g.log.With("part", "localaws"))
+			lc.Metrics = g.metrics
+			srv, err := localaws.New(lc)
 			if err != nil {
 				return nil, err
 			}
@@ -79,7 +81,8 @@ func (c *Config) localaws(origins []string, log *slog.Logger) localaws.Config {
 	return localaws.Config{
 		Addr: c.AWS.LocalawsAddr, DataDir: filepath.Join(c.DataDir, "localaws"), Region: c.AWS.Region,
 		AccessKey: c.AWS.LocalawsAccessKey, SecretKey: c.AWS.LocalawsSecretKey, Bucket: c.AWS.Bucket,
-		Queue: queueName(c.AWS.Queue), CORSOrigins: origins, Notify: notifyRules(), Logger: log,
+		Queue: queueName(c.AWS.Queue), CORSOrigins: origins, Notify: notifyRules(),
+		AbortIncompleteAfter: c.AWS.LocalawsAbortIncompleteAfter, Logger: log,
 	}
 }
 

@@ -179,6 +179,11 @@ type AWSConfig struct {
 	LocalawsEmbed     *bool  `yaml:"localawsEmbed"`
 	LocalawsAccessKey string `yaml:"localawsAccessKey"` // default test
 	LocalawsSecretKey string `yaml:"localawsSecretKey"` // default test
+	// LocalawsAbortIncompleteAfter is how long localaws keeps a multipart
+	// upload that was never completed before aborting it
+	// (HERALD_LOCALAWS_ABORT_INCOMPLETE_AFTER); default 24h, negative
+	// never. On real S3 a lifecycle rule does this (docs/aws.md).
+	LocalawsAbortIncompleteAfter time.Duration `yaml:"localawsAbortIncompleteAfter"`
 }
 
 func (c *Config) setDefaults() {

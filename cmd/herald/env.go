@@ -122,6 +122,14 @@ func (c *Config) envSettings() []envSetting {
 		{"HERALD_QUEUE", str(&c.AWS.Queue)},
 		{"HERALD_LOCALAWS_ADDR", str(&c.AWS.LocalawsAddr)},
 		{"HERALD_LOCALAWS_EMBED", boolean(&c.AWS.LocalawsEmbed)},
+		{"HERALD_LOCALAWS_ABORT_INCOMPLETE_AFTER", func(v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return errors.New("want a duration such as 24h (negative: never)")
+			}
+			c.AWS.LocalawsAbortIncompleteAfter = d
+			return nil
+		}},
 		{"HERALD_PROCESSOR_CONVERSIONS", integer(&c.Processor.Conversions, 1)},
 		{"HERALD_PROCESSOR_WORKERS", integer(&c.Processor.Workers, 1)},
 		{"HERALD_PROCESSOR_VISIBILITY", duration(&c.Processor.Visibility, time.Second)},

@@ -103,6 +103,7 @@ func (s *Service) uploadPart(w http.ResponseWriter, r *http.Request, bucket, key
 	}
 	rc, err := s.store.receive(body, s.cfg.MaxObjectSize)
 	if err != nil {
+		s.metrics.parts.WithLabelValues("failed").Inc()
 		s.writeError(w, r, errFor(bodyError(err), bucket, key))
 		return
 	}
@@ -129,9 +130,12 @@ func (s *Service) uploadPart(w http.ResponseWriter, r *http.Request, bucket, key
 		return s.store.putUpload(tx, id, u)
 	})
 	if err != nil {
+		s.metrics.parts.WithLabelValues("failed").Inc()
 		s.writeError(w, r, errFor(err, bucket, key))
 		return
 	}
+	s.metrics.parts.WithLabelValues("stored").Inc()
+	s.log.Debug("part stored", "bucket", bucket, "key", key, "upload", id, "part", n, "size", rc.size)
 	w.Header().Set("ETag", etag)
 	w.WriteHeader(http.StatusOK)
 }
@@ -261,6 +265,7 @@ func (s *Service) abortUpload(w http.ResponseWriter, r *http.Request, bucket, ke
 		return
 	}
 	_ = os.RemoveAll(filepath.Join(s.store.dir, "parts", id))
+	s.metrics.aborted.WithLabelValues(abortRequest).Inc()
 	w.WriteHeader(http.StatusNoContent)
 }
 

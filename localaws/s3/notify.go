@@ -261,23 +261,27 @@ func (s *Service) deliverPending(ctx context.Context) error {
 }
 
 // Run delivers notifications left in the outbox (by a crash or an
-// unavailable queue) until ctx is done.
+// unavailable queue) and aborts multipart uploads left incomplete past
+// Config.AbortIncompleteAfter, until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
-	if s.cfg.Notifier == nil {
-		<-ctx.Done()
-		return nil
-	}
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
+	deliver := time.NewTicker(2 * time.Second)
+	defer deliver.Stop()
+	sweep := time.NewTicker(s.sweepEvery())
+	defer sweep.Stop()
+	s.sweepUploads()
 	for {
-		if err := s.deliverPending(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("notification delivery failed; will retry", "err", err)
+		if s.cfg.Notifier != nil {
+			if err := s.deliverPending(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("notification delivery failed; will retry", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-deliver.C:
 		case <-s.wake:
+		case <-sweep.C:
+			s.sweepUploads()
 		}
 	}
 }

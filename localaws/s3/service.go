@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/heraldgw/herald/localaws/sigv4"
 )
 
@@ -49,6 +51,13 @@ type Config struct {
 	Notifier Notifier
 	// MaxObjectSize bounds a single PUT or part; default 5 GiB as S3.
 	MaxObjectSize int64
+	// AbortIncompleteAfter aborts multipart uploads still incomplete this
+	// long after they began, freeing their parts (S3's lifecycle rule
+	// AbortIncompleteMultipartUpload); default DefaultAbortIncompleteAfter,
+	// negative never.
+	AbortIncompleteAfter time.Duration
+	// Metrics registers the service's counters; nil registers none.
+	Metrics prometheus.Registerer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -57,10 +66,11 @@ type Config struct {
 
 // Service serves the S3 API for already-authenticated requests.
 type Service struct {
-	cfg   Config
-	log   *slog.Logger
-	store *store
-	now   func() time.Time
+	cfg     Config
+	log     *slog.Logger
+	store   *store
+	now     func() time.Time
+	metrics *metrics
 	// wake nudges the outbox deliverer.
 	wake chan struct{}
 	// deliverMu serialises outbox delivery so one event is not sent twice
@@ -89,17 +99,24 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxObjectSize == 0 {
 		cfg.MaxObjectSize = 5 << 30
 	}
+	if cfg.AbortIncompleteAfter == 0 {
+		cfg.AbortIncompleteAfter = DefaultAbortIncompleteAfter
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	st, err := openStore(filepath.Clean(cfg.DataDir))
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, log: cfg.Logger.With("svc", "s3"), store: st, now: cfg.Now, wake: make(chan struct{}, 1), failures: map[string]int{}}, nil
+	return &Service{cfg: cfg, log: cfg.Logger.With("svc", "s3"), store: st, now: cfg.Now, metrics: m, wake: make(chan struct{}, 1), failures: map[string]int{}}, nil
 }
 
 // Close closes the store.
