@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/heraldgw/herald/event"
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/job"
 )
 
@@ -140,7 +141,7 @@ func TestResumableUploadRoutes(t *testing.T) {
 	viaBearer := companion{base: g.base + "/v1/uploads", bearer: s.Token}
 	otherSession := companion{base: g.base + "/v1/uploads", bearer: other.Token}
 
-	wav := genWAV(t, 70) // ~12 MB: parts of 5 MiB, 5 MiB and the rest
+	wav := testkit.ReadFile(t, testkit.Audio(t, t.TempDir(), "tone.wav", 70)) // ~12 MB: parts of 5 MiB, 5 MiB and the rest
 	chunks := [][]byte{wav[:job.MinPartSize], wav[job.MinPartSize : 2*job.MinPartSize], wav[2*job.MinPartSize:]}
 	up := viaToken.create(t, "long tone.wav", "audio/wav")
 	if !strings.HasPrefix(up.Key, "uploads/demo/"+s.Channel+"/"+up.JobID+"/") {

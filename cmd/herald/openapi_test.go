@@ -58,7 +58,7 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 	// A resumable upload with one part, for the Companion-style routes.
 	up := companion{base: g.base + "/v1/uploads", bearer: s.Token}.create(t, "clip.wav", "audio/wav")
-	part := companion{base: g.base + "/v1/uploads", bearer: s.Token}.putPart(t, up, 1, genWAV(t, 1))
+	part := companion{base: g.base + "/v1/uploads", bearer: s.Token}.putPart(t, up, 1, testkit.ReadFile(t, testkit.Audio(t, t.TempDir(), "clip.wav", 1)))
 	var ep struct {
 		CompanionEndpoint string `json:"companionEndpoint"`
 	}
