@@ -32,7 +32,12 @@ WORKDIR /data
 # adaptivestackstart=0: start goroutines small; the broker parks two per idle
 # client, so this saves about 4 KiB per connection (docs/benchmarks.md).
 ENV GODEBUG=adaptivestackstart=0 HERALD_DATA_DIR=/data HERALD_HTTP_ADDR=:8080 HERALD_LOCALAWS_ADDR=0.0.0.0:4566
-EXPOSE 8080 1883 4566
+# 8080: API, demo page, /mqtt. 4566: localaws (S3 + SQS), which browsers
+# upload to in local mode. The MQTT TCP listener is off unless
+# HERALD_MQTT_ADDR is set (then publish its port yourself, e.g. -p 1883:1883).
+EXPOSE 8080 4566
 VOLUME /data
+# Ready means every part of the process is: /readyz (503 until then).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 CMD ["herald", "healthcheck"]
 ENTRYPOINT ["/usr/bin/tini", "--", "herald"]
 CMD ["serve"]

@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 # Debian packages: what the gateway needs at run time, and what tests add.
 RUN_PKGS := libvips-tools ffmpeg
-TEST_PKGS := $(RUN_PKGS) mosquitto chromium awscli procps libjpeg-turbo-progs pngquant
+TEST_PKGS := $(RUN_PKGS) mosquitto chromium awscli procps libjpeg-turbo-progs pngquant docker-compose
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './node_modules/*' 2>/dev/null)
 UI_SOURCES := $(wildcard web/ui/* client/*.js client/src/*) package.json package-lock.json client/package.json

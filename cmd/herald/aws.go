@@ -51,7 +51,7 @@ func (g *gateway) awsClients(ctx context.Context) (*awsClients, error) {
 				return nil, err
 			}
 			if err := srv.Listen(); err != nil {
-				return nil, errors.Join(err, srv.Close())
+				return nil, errors.Join(listenError(err, cfg.LocalawsAddr, settingLocalawsAddr), srv.Close())
 			}
 			g.run(ctx, "localaws", srv.Run)
 			out.Endpoint = srv.URL()

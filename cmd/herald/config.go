@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,9 +35,12 @@ type Config struct {
 	Log       LogConfig    `yaml:"log"`
 	Broker    BrokerConfig `yaml:"broker"`
 	AWS       AWSConfig    `yaml:"aws"`
-	// Apps are the tenants. Empty means one "demo" app that allows anonymous
-	// sessions from the gateway's own origin.
-	Apps      []tenant.App    `yaml:"apps"`
+	// Apps are the tenants.
+	Apps []tenant.App `yaml:"apps"`
+	// Demo adds the local "demo" app (anonymous sessions from the gateway's
+	// own origins, the demo page's app) beside Apps; HERALD_DEMO; default
+	// true. A configured app with id "demo" takes its place.
+	Demo      *bool           `yaml:"demo"`
 	Processor ProcessorConfig `yaml:"processor"`
 	// ShutdownTimeout bounds graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
@@ -211,6 +215,9 @@ func (c *Config) setDefaults() {
 	if len(c.Roles) == 0 {
 		c.Roles = []Role{RoleBroker, RoleWeb, RoleProcessor}
 	}
+	if c.Demo == nil {
+		c.Demo = new(true)
+	}
 	if c.AWS.LocalawsEmbed == nil {
 		embed := true
 		c.AWS.LocalawsEmbed = &embed
@@ -225,26 +232,26 @@ func (c *Config) validate() error {
 		switch r {
 		case RoleBroker, RoleWeb, RoleProcessor:
 		default:
-			return fmt.Errorf("unknown role %q (want broker, web, processor)", r)
+			return fmt.Errorf("roles (HERALD_ROLES, --roles): unknown role %q; want broker, web, processor", r)
 		}
 	}
 	switch c.Broker.Mode {
 	case BrokerEmbedded, BrokerMQTT, BrokerIoTCore:
 	default:
-		return fmt.Errorf("broker mode %q: want embedded, mqtt or iot-core", c.Broker.Mode)
+		return fmt.Errorf("broker.mode (HERALD_BROKER_MODE) %q: want embedded, mqtt or iot-core", c.Broker.Mode)
 	}
 	switch c.AWS.Mode {
 	case AWSLocal, AWSReal:
 	default:
-		return fmt.Errorf("aws mode %q: want local or aws", c.AWS.Mode)
+		return fmt.Errorf("aws.mode (HERALD_AWS_MODE) %q: want local or aws", c.AWS.Mode)
 	}
 	if c.Broker.Mode != BrokerEmbedded && c.Broker.URL == "" {
-		return fmt.Errorf("broker mode %q needs HERALD_BROKER_URL", c.Broker.Mode)
+		return fmt.Errorf("broker.mode %q needs broker.url (HERALD_BROKER_URL)", c.Broker.Mode)
 	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:
-		return fmt.Errorf("log format %q: want text or json", c.Log.Format)
+		return fmt.Errorf("log.format (HERALD_LOG_FORMAT, --log-format) %q: want text or json", c.Log.Format)
 	}
 	return nil
 }
@@ -254,7 +261,7 @@ func (c *Config) has(role Role) bool { return slices.Contains(c.Roles, role) }
 func (c *Config) logger(w io.Writer) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(c.Log.Level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", c.Log.Level, err)
+		return nil, fmt.Errorf("log.level (HERALD_LOG_LEVEL, --log-level) %q: want debug, info, warn or error", c.Log.Level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	if c.Log.Format == "json" {
@@ -263,38 +270,72 @@ func (c *Config) logger(w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-// apps returns the configured apps, or the local demo app. The demo app's
-// signing secret is kept in the data dir so browser tokens (and persistent
-// MQTT sessions) survive a restart; its API key comes from
-// HERALD_DEMO_API_KEY or is random per start and logged.
+// apps returns the configured apps and, unless demo is false, the local
+// demo app beside them, so the demo page works whatever else is configured.
 func (c *Config) apps(getenv func(string) string, origins []string, log *slog.Logger) ([]tenant.App, error) {
-	if len(c.Apps) > 0 {
-		return c.Apps, nil
+	apps := slices.Clone(c.Apps)
+	hasDemo := slices.ContainsFunc(apps, func(a tenant.App) bool { return a.ID == demoApp })
+	if !*c.Demo || hasDemo {
+		if len(apps) == 0 {
+			return nil, errors.New("no apps: demo is false (HERALD_DEMO) and apps: is empty; configure an app or leave the demo app on")
+		}
+		return apps, nil
 	}
-	secret, err := persistentSecret(filepath.Join(c.DataDir, "demo-secret"))
+	demo, err := c.demoApp(getenv, origins, log)
 	if err != nil {
 		return nil, err
 	}
-	key := getenv("HERALD_DEMO_API_KEY")
-	if key == "" {
-		key = "demo_" + randomString(24)
-		log.Info("demo app api key (set HERALD_DEMO_API_KEY to fix it)", "app", "demo", "api_key", key)
+	if len(apps) > 0 {
+		log.Info("the demo app runs beside the configured apps; set demo: false (HERALD_DEMO=false) to turn it off", "app", demoApp)
 	}
-	return []tenant.App{{ID: "demo", APIKey: key, Secret: secret, Origins: origins, AllowAnonymous: true}}, nil
+	return append(apps, demo), nil
 }
 
-func persistentSecret(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
-		return strings.TrimSpace(string(b)), nil
+// demoApp is the local demo app. Its signing secret is kept in the data dir
+// so browser tokens (and persistent MQTT sessions) survive a restart; its
+// API key is HERALD_DEMO_API_KEY or one generated once, and either is
+// written to <dataDir>/demo-api-key for `herald publish` and the README's
+// examples to read.
+func (c *Config) demoApp(getenv func(string) string, origins []string, log *slog.Logger) (tenant.App, error) {
+	secret, err := persistentValue(filepath.Join(c.DataDir, "demo-secret"), "", 32, func() string { return randomString(32) })
+	if err != nil {
+		return tenant.App{}, err
+	}
+	keyFile := filepath.Join(c.DataDir, demoKeyFile)
+	key, err := persistentValue(keyFile, getenv("HERALD_DEMO_API_KEY"), 16, func() string { return "demo_" + randomString(24) })
+	if err != nil {
+		return tenant.App{}, err
+	}
+	log.Info("demo app api key in "+keyFile, "app", demoApp, "file", keyFile)
+	return tenant.App{ID: demoApp, APIKey: key, Secret: secret, Origins: origins, AllowAnonymous: true}, nil
+}
+
+const (
+	demoApp     = "demo"
+	demoKeyFile = "demo-api-key"
+)
+
+// persistentValue returns want and stores it at path when want is set;
+// otherwise the value stored at path (at least minLen bytes), or a new one
+// from gen, stored. The file is private to the user.
+func persistentValue(path, want string, minLen int, gen func() string) (string, error) {
+	b, err := os.ReadFile(path)
+	stored := strings.TrimSpace(string(b))
+	if want == "" && err == nil && len(stored) >= minLen {
+		return stored, nil
+	}
+	if want == "" {
+		want = gen()
+	} else if want == stored {
+		return want, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("data dir: %w", err)
 	}
-	s := randomString(32)
-	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(want+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	return s, nil
+	return want, nil
 }
 
 func randomString(n int) string {

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -13,21 +13,56 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// loadConfig builds the configuration from defaults, the YAML file, the
-// environment and flags, in that order of precedence (flags win).
+// configFlag picks the configuration flags a command offers; --config is
+// always there.
+type configFlag uint
+
+const (
+	flagHTTPAddr configFlag = 1 << iota
+	flagMQTTAddr
+	flagMetricsAddr
+	flagDataDir
+	flagRoles
+	flagLog
+	flagLocalawsAddr // --addr of `herald localaws`
+
+	// serveFlags are `herald serve`'s.
+	serveFlags = flagHTTPAddr | flagMQTTAddr | flagMetricsAddr | flagDataDir | flagRoles | flagLog
+)
+
+// loadConfig builds `herald serve`'s configuration from defaults, the YAML
+// file, the environment and flags, in that order of precedence (flags win).
 func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config, error) {
-	var (
-		file             = fs.String("config", "", "YAML config file (env HERALD_CONFIG)")
-		httpAddr         = fs.String("http-addr", "", "HTTP API, demo page and /mqtt address (env HERALD_HTTP_ADDR, default :8080)")
-		mqttAddr         = fs.String("mqtt-addr", "", "plain MQTT TCP listener, e.g. 127.0.0.1:1883 (env HERALD_MQTT_ADDR, default off)")
-		metricsAddr      = fs.String("metrics-addr", "", "serve /metrics here instead of on the HTTP address, e.g. 127.0.0.1:9090 (env HERALD_METRICS_ADDR)")
-		dataDir          = fs.String("data-dir", "", "broker storage and localaws data (env HERALD_DATA_DIR, default ./data)")
-		roles            stringList
-		logLevel, logFmt string
-	)
-	fs.Var(&roles, "roles", "comma-separated roles: broker,web,processor (env HERALD_ROLES)")
-	fs.StringVar(&logLevel, "log-level", "", "debug|info|warn|error (env HERALD_LOG_LEVEL)")
-	fs.StringVar(&logFmt, "log-format", "", "text|json (env HERALD_LOG_FORMAT)")
+	return loadConfigWith(fs, args, getenv, serveFlags)
+}
+
+// loadConfigWith is loadConfig for a command offering the flags in which.
+func loadConfigWith(fs *flag.FlagSet, args []string, getenv func(string) string, which configFlag) (*Config, error) {
+	file := fs.String("config", "", "YAML config file (env HERALD_CONFIG)")
+	var httpAddr, mqttAddr, metricsAddr, dataDir, localawsAddr, logLevel, logFmt string
+	var roles stringList
+	if which&flagHTTPAddr != 0 {
+		fs.StringVar(&httpAddr, "http-addr", "", "HTTP API, demo page and /mqtt address (httpAddr, env HERALD_HTTP_ADDR, default :8080)")
+	}
+	if which&flagMQTTAddr != 0 {
+		fs.StringVar(&mqttAddr, "mqtt-addr", "", "plain MQTT TCP listener, e.g. 127.0.0.1:1883 (mqttAddr, env HERALD_MQTT_ADDR, default off)")
+	}
+	if which&flagMetricsAddr != 0 {
+		fs.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics here instead of on the HTTP address, e.g. 127.0.0.1:9090 (metricsAddr, env HERALD_METRICS_ADDR)")
+	}
+	if which&flagLocalawsAddr != 0 {
+		fs.StringVar(&localawsAddr, "addr", "", "S3 + SQS endpoint address (aws.localawsAddr, env HERALD_LOCALAWS_ADDR, default 127.0.0.1:4566)")
+	}
+	if which&flagDataDir != 0 {
+		fs.StringVar(&dataDir, "data-dir", "", "data directory (dataDir, env HERALD_DATA_DIR, default ./data)")
+	}
+	if which&flagRoles != 0 {
+		fs.Var(&roles, "roles", "comma-separated roles: broker,web,processor (roles, env HERALD_ROLES)")
+	}
+	if which&flagLog != 0 {
+		fs.StringVar(&logLevel, "log-level", "", "debug|info|warn|error (log.level, env HERALD_LOG_LEVEL)")
+		fs.StringVar(&logFmt, "log-format", "", "text|json (log.format, env HERALD_LOG_FORMAT)")
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -46,10 +81,11 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 			*dst = v
 		}
 	}
-	set(&cfg.HTTPAddr, *httpAddr)
-	set(&cfg.MQTTAddr, *mqttAddr)
-	set(&cfg.MetricsAddr, *metricsAddr)
-	set(&cfg.DataDir, *dataDir)
+	set(&cfg.HTTPAddr, httpAddr)
+	set(&cfg.MQTTAddr, mqttAddr)
+	set(&cfg.MetricsAddr, metricsAddr)
+	set(&cfg.DataDir, dataDir)
+	set(&cfg.AWS.LocalawsAddr, localawsAddr)
 	set(&cfg.Log.Level, logLevel)
 	set(&cfg.Log.Format, logFmt)
 	if len(roles) > 0 {
@@ -59,8 +95,9 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*C
 	return cfg, cfg.validate()
 }
 
-// readFile decodes the YAML file at path, if any; unknown fields are an
-// error, so a typo never silently falls back to a default.
+// readFile decodes the YAML file at path, if any. Unknown settings and
+// values of the wrong kind are errors naming the YAML path and line, so a
+// typo never silently falls back to a default.
 func (c *Config) readFile(path string) error {
 	if path == "" {
 		return nil
@@ -69,9 +106,18 @@ func (c *Config) readFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		// A syntax error: yaml.v3 names the line and what it expected.
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil // an empty file: every default
+	}
+	if err := checkYAML(&doc, reflect.TypeFor[Config](), ""); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := doc.Decode(c); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	return nil
@@ -95,6 +141,7 @@ func (c *Config) envSettings() []envSetting {
 		{"HERALD_DATA_DIR", str(&c.DataDir)},
 		{"HERALD_ROLES", func(v string) error { c.Roles = toRoles(splitList(v)); return nil }},
 		{"HERALD_PUBLIC_URL", str(&c.PublicURL)},
+		{"HERALD_DEMO", boolean(&c.Demo)},
 		{"HERALD_LOG_LEVEL", str(&c.Log.Level)},
 		{"HERALD_LOG_FORMAT", str(&c.Log.Format)},
 		{"HERALD_BROKER_MODE", func(v string) error { c.Broker.Mode = BrokerMode(v); return nil }},

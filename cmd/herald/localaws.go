@@ -16,7 +16,7 @@ func runLocalAWS(ctx context.Context, args []string, stdout io.Writer, getenv fu
 	fs.SetOutput(stdout)
 	var origins stringList
 	fs.Var(&origins, "cors-origins", "origins the default bucket's CORS rule allows (comma-separated)")
-	cfg, err := loadConfig(fs, args, getenv)
+	cfg, err := loadConfigWith(fs, args, getenv, flagLocalawsAddr|flagDataDir|flagLog)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -32,7 +32,7 @@ func runLocalAWS(ctx context.Context, args []string, stdout io.Writer, getenv fu
 		return err
 	}
 	if err := srv.Listen(); err != nil {
-		return errors.Join(err, srv.Close())
+		return errors.Join(listenError(err, cfg.AWS.LocalawsAddr, settingLocalawsCmdAddr), srv.Close())
 	}
 	log.Info("herald localaws ready", "url", srv.URL(), "bucket", cfg.AWS.Bucket, "queue", cfg.AWS.Queue)
 	return srv.Run(ctx)

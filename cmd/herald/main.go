@@ -25,6 +25,10 @@ func main() {
 		if !errors.Is(err, errUsage) {
 			fmt.Fprintln(os.Stderr, "herald:", err)
 		}
+		// Container health checks read 1 as unhealthy (2 is reserved there).
+		if errors.Is(err, errNotReady) {
+			os.Exit(1)
+		}
 		os.Exit(2)
 	}
 }
@@ -37,6 +41,7 @@ Usage:
   herald serve     [flags]   run the gateway (broker, web, processor roles)
   herald localaws  [flags]   run only the local S3 + SQS endpoint
   herald publish   [flags]   publish one event through POST /v1/events
+  herald healthcheck [flags] exit 0 when the gateway's /readyz says ready
   herald loadtest  [flags]   open many browser sessions and measure delivery
   herald version             print the version
 
@@ -57,6 +62,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 		return runLocalAWS(ctx, args[1:], stdout, getenv)
 	case "publish":
 		return runPublish(ctx, args[1:], stdout, getenv)
+	case "healthcheck":
+		return runHealthcheck(ctx, args[1:], stdout, getenv)
 	case "loadtest":
 		return runLoadtest(ctx, args[1:], stdout, getenv)
 	case "version", "--version", "-v":

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -19,8 +18,8 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	fs := flag.NewFlagSet("herald publish", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	var (
-		url     = fs.String("url", first(getenv("HERALD_URL"), "http://127.0.0.1:8080"), "gateway base URL (env HERALD_URL)")
-		key     = fs.String("api-key", first(getenv("HERALD_API_KEY"), getenv("HERALD_DEMO_API_KEY")), "app API key (env HERALD_API_KEY)")
+		_       = fs.String("url", "", "gateway base URL (env HERALD_URL; default: the serve configuration's httpAddr, http://127.0.0.1:8080)")
+		key     = fs.String("api-key", "", "app API key (env HERALD_API_KEY, else HERALD_DEMO_API_KEY, else the demo app's key in <dataDir>/demo-api-key)")
 		channel = fs.String("channel", "", "target channel id (required)")
 		typ     = fs.String("type", "x.message", "event type: job.* or x.<name>")
 		job     = fs.String("job", "", "job id (required for job.* types)")
@@ -28,14 +27,19 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 		seq     = fs.Int64("seq", 1, "sequence number within the job")
 		data    = fs.String("data", "", "JSON value carried in the event's data field")
 	)
-	if err := fs.Parse(args); err != nil {
+	gw, err := locateGateway(fs, args, getenv)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
-	if *channel == "" || *key == "" {
-		return fmt.Errorf("--channel and --api-key are required")
+	if *channel == "" {
+		return errors.New("--channel is required (the channel of a session, from POST /v1/sessions)")
+	}
+	apiKey, err := gw.apiKey(*key)
+	if err != nil {
+		return err
 	}
 	if *id == "" {
 		*id = "evt_" + randomString(20)
@@ -51,15 +55,15 @@ func runPublish(ctx context.Context, args []string, stdout io.Writer, getenv fun
 		body["data"] = json.RawMessage(*data)
 	}
 	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(*url, "/")+"/v1/events", bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, gw.url+"/v1/events", bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+*key)
+	req.Header.Set("Authorization", "Bearer "+apiKey)
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return fmt.Errorf("publish to %s: %w (is the gateway running there? set --url or HERALD_URL)", gw.url, err)
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))

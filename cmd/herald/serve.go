@@ -78,7 +78,7 @@ func (g *gateway) listen(context.Context) error {
 	}
 	ln, err := net.Listen("tcp", g.cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen http %s: %w", g.cfg.HTTPAddr, err)
+		return listenError(err, g.cfg.HTTPAddr, settingHTTPAddr)
 	}
 	g.ln = ln
 	g.origins = localOrigins(ln.Addr(), g.cfg.PublicURL)
@@ -135,7 +135,7 @@ func (g *gateway) startBroker(ctx context.Context) error {
 		Logger: g.log.With("part", "broker"), Metrics: g.metrics,
 	})
 	if err != nil {
-		return fmt.Errorf("broker: %w", err)
+		return fmt.Errorf("broker: %w", listenError(err, g.cfg.MQTTAddr, settingMQTTAddr))
 	}
 	g.run(ctx, "broker", b.Run)
 	g.ready["broker"] = b.Health
@@ -165,7 +165,11 @@ func (g *gateway) startWeb(ctx context.Context) error {
 	ln, timeout := g.ln, g.cfg.ShutdownTimeout
 	g.run(ctx, "http", func(ctx context.Context) error { return serveHTTP(ctx, hs, ln, timeout) })
 	addr := displayAddr(ln.Addr())
-	g.urls = append(g.urls, "demo", "http://"+addr+"/", "api", "http://"+addr+"/v1/", "mqtt_ws", "ws://"+addr+"/mqtt")
+	// The demo page needs the demo app; without it the page is not offered.
+	if _, err := g.reg.App(demoApp); err == nil {
+		g.urls = append(g.urls, "demo", "http://"+addr+"/")
+	}
+	g.urls = append(g.urls, "api", "http://"+addr+"/v1/", "mqtt_ws", "ws://"+addr+"/mqtt")
 	return nil
 }
 

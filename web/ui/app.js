@@ -71,7 +71,25 @@ function curlExample(session) {
   return `curl -X POST ${window.location.origin}/v1/events \\\n  -H 'Content-Type: application/json' -H "Authorization: Bearer $(cat data/demo-api-key)" \\\n  -d '${body}'`;
 }
 
+// A session the gateway refuses for good (no such app, no anonymous
+// sessions) is said plainly instead of a page retrying silently.
+function showAppProblem(err) {
+  let text = '';
+  if (err?.name === 'ApiError' && err.status === 404 && /unknown app/.test(err.message)) {
+    text = app === 'demo'
+      ? 'This gateway has no "demo" app: it is turned off in its configuration (demo: false, HERALD_DEMO=false). Open this page as /?app=<id> for an app that allows anonymous sessions from this origin.'
+      : `This gateway has no app "${app}". Check the ?app= parameter.`;
+  } else if (err?.name === 'ApiError' && (err.status === 401 || err.status === 403)) {
+    text = `The gateway refuses sessions for app "${app}" from this page (${err.code}: ${err.message}). The app must allow anonymous sessions and this origin.`;
+  }
+  if (!text) return;
+  $('#app-problem-text').textContent = text;
+  $('#app-problem').hidden = false;
+}
+
 client.on('state', setStatus);
+client.on('error', showAppProblem);
+client.on('session', () => ($('#app-problem').hidden = true));
 client.on('session', showSession);
 client.on('event', (env, meta) => log.add(env, meta.topic, { retained: meta.retained }));
 client.on('invalid', ({ topic, error }) => log.addInvalid(topic, error));
