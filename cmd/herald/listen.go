@@ -25,6 +25,7 @@ func (s setting) String() string {
 var (
 	settingHTTPAddr     = setting{"httpAddr", "HERALD_HTTP_ADDR", "http-addr"}
 	settingMQTTAddr     = setting{"mqttAddr", "HERALD_MQTT_ADDR", "mqtt-addr"}
+	settingMetricsAddr  = setting{"metricsAddr", "HERALD_METRICS_ADDR", "metrics-addr"}
 	settingLocalawsAddr = setting{"aws.localawsAddr", "HERALD_LOCALAWS_ADDR", ""}
 	// `herald localaws` offers --addr for the same setting.
 	settingLocalawsCmdAddr = setting{"aws.localawsAddr", "HERALD_LOCALAWS_ADDR", "addr"}

@@ -26,6 +26,7 @@ func TestBindFailureNamesTheSetting(t *testing.T) {
 	}{
 		{"http", []string{"serve", "--http-addr", busy}, nil, []string{"httpAddr", "HERALD_HTTP_ADDR", "--http-addr", busy, "another process"}},
 		{"mqtt", []string{"serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", busy}, nil, []string{"mqttAddr", "HERALD_MQTT_ADDR", "--mqtt-addr"}},
+		{"metrics", []string{"serve", "--http-addr", "127.0.0.1:0", "--metrics-addr", busy}, nil, []string{"metricsAddr", "HERALD_METRICS_ADDR", "--metrics-addr"}},
 		{"localaws in serve", []string{"serve", "--http-addr", "127.0.0.1:0"}, map[string]string{"HERALD_LOCALAWS_ADDR": busy}, []string{"aws.localawsAddr", "HERALD_LOCALAWS_ADDR"}},
 		{"localaws command", []string{"localaws", "--addr", busy}, nil, []string{"aws.localawsAddr", "HERALD_LOCALAWS_ADDR", "--addr"}},
 	}

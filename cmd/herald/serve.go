@@ -69,7 +69,7 @@ func (g *gateway) listen(context.Context) error {
 	if g.cfg.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", g.cfg.MetricsAddr)
 		if err != nil {
-			return fmt.Errorf("listen metrics %s: %w", g.cfg.MetricsAddr, err)
+			return listenError(err, g.cfg.MetricsAddr, settingMetricsAddr)
 		}
 		g.metln = ln
 	}
