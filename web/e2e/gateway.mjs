@@ -37,6 +37,11 @@ export function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The herald binary under test: HERALD_BIN, or one built into dir. */
+export async function heraldBinary(dir) {
+  return process.env.HERALD_BIN ? path.resolve(process.env.HERALD_BIN) : buildBinary(dir);
+}
+
 async function buildBinary(dir) {
   // The page is embedded into the binary, so bundle it first.
   await execFileP('npm', ['run', '--silent', 'build'], { cwd: repoRoot, maxBuffer: 16 << 20 });
@@ -71,7 +76,7 @@ export async function startGateway(opts = {}) {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'herald-e2e-'));
   // Resolve a relative HERALD_BIN against the caller's directory: the child
   // runs in a temp dir.
-  const bin = process.env.HERALD_BIN ? path.resolve(process.env.HERALD_BIN) : await buildBinary(tmp);
+  const bin = await heraldBinary(tmp);
   const httpPort = await freePort();
   const awsPort = await freePort();
   const apiKey = `demo_${randomBytes(18).toString('base64url')}`;
