@@ -26,6 +26,12 @@ type conn struct {
 
 	connected atomic.Bool // CONNECT accepted
 	refused   atomic.Bool // CONNECT refused (already logged)
+	closed    atomic.Bool // Close called
+
+	// A browser's token expiry and the timer that ends the connection
+	// then (session.go); zero and nil for services.
+	expiresAt atomic.Int64
+	expiry    atomic.Pointer[time.Timer]
 
 	fr        framer // touched only by the reading goroutine
 	wtimeout  time.Duration
@@ -75,6 +81,8 @@ func (c *conn) Write(p []byte) (int, error) {
 
 // Close ends the transport once.
 func (c *conn) Close() error {
+	c.closed.Store(true)
+	c.stopExpiry()
 	c.closeOnce.Do(func() { c.closeErr = c.closeFn() })
 	return c.closeErr
 }

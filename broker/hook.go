@@ -40,6 +40,8 @@ var (
 	refuseUnknownApp = refusal{"unknown_app", packets.ErrBadUsernameOrPassword, v3BadCredentials, true}
 	refuseBadToken   = refusal{"bad_token", packets.ErrBadUsernameOrPassword, v3BadCredentials, true}
 	refuseExpired    = refusal{"expired_token", packets.ErrBadUsernameOrPassword, v3BadCredentials, true}
+	refuseRevoked    = refusal{"revoked", packets.ErrBanned, v3NotAuthorized, true}
+	refuseAuthMethod = refusal{"auth_method", packets.ErrBadAuthenticationMethod, v3NotAuthorized, false}
 	refuseBadKey     = refusal{"bad_api_key", packets.ErrBadUsernameOrPassword, v3BadCredentials, true}
 	refuseClientID   = refusal{"client_id_mismatch", packets.ErrClientIdentifierNotValid, v3IdentifierRejected, false}
 	refuseOrigin     = refusal{"origin", packets.ErrNotAuthorized, v3NotAuthorized, false}
@@ -72,7 +74,8 @@ func (h *authHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribe,
 		mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnPublishDropped,
-		mqtt.OnDisconnect, mqtt.OnPacketEncode, mqtt.OnPacketRead:
+		mqtt.OnDisconnect, mqtt.OnPacketEncode, mqtt.OnPacketRead,
+		mqtt.OnSessionEstablished, mqtt.OnAuthPacket:
 		return true
 	}
 	return false
@@ -92,6 +95,9 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 
 	if b.Clients() >= b.cfg.MaxConnections {
 		return h.refuse(cl, c, refuseBusy, svc, nil)
+	}
+	if m := pk.Properties.AuthenticationMethod; m != "" && (m != AuthMethod || svc) {
+		return h.refuse(cl, c, refuseAuthMethod, svc, fmt.Errorf("authentication method %q not offered", m))
 	}
 	app, err := b.cfg.Registry.App(appID)
 	if err != nil {
@@ -114,10 +120,15 @@ func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		switch {
 		case errors.Is(err, tenant.ErrExpired):
 			return h.refuse(cl, c, refuseExpired, svc, err)
+		case errors.Is(err, tenant.ErrRevoked):
+			return h.refuse(cl, c, refuseRevoked, svc, err)
 		case err != nil:
 			return h.refuse(cl, c, refuseBadToken, svc, err)
 		case claims.Channel != id:
 			return h.refuse(cl, c, refuseClientID, svc, fmt.Errorf("client id %q is not the token's channel", id))
+		}
+		if c != nil {
+			c.expiresAt.Store(claims.ExpiresAt.UnixNano())
 		}
 	}
 	if c != nil && !app.AllowsOrigin(c.origin) {
@@ -346,10 +357,14 @@ func disconnectReason(cl *mqtt.Client, err error) string {
 }
 
 // OnPacketEncode tells MQTT 5 clients the packet size limit in CONNACK,
-// which mochi does not announce by itself.
+// which mochi does not announce by itself, and echoes the authentication
+// method.
 func (h *authHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
 		pk.Properties.MaximumPacketSize = uint32(h.b.cfg.MaxPacketSize)
+		// An accepted CONNECT that named an authentication method gets it
+		// back [MQTT-4.12.0-5].
+		pk.Properties.AuthenticationMethod = cl.Properties.Props.AuthenticationMethod
 	}
 	return pk
 }

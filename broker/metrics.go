@@ -25,6 +25,8 @@ type metrics struct {
 	storageCommit     prometheus.Histogram   // one per group commit
 	storageErrors     prometheus.Counter     // failed commits
 	storageRefused    *prometheus.CounterVec // publishes refused while storage fails, by source
+	sessionsEnded     *prometheus.CounterVec // by the server: token_expired, revoked
+	reauth            *prometheus.CounterVec // MQTT 5 re-authentications, by result
 }
 
 func newMetrics() *metrics {
@@ -66,6 +68,14 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "websocket_protocol_errors_total",
 			Help: "WebSockets closed for a frame that breaks RFC 6455 or MQTT's use of it, by close code (1002 protocol, 1003 text frame, 1009 too big).",
 		}, []string{"code"}),
+		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "sessions_ended_total",
+			Help: "Browser connections the server ended, by reason: token_expired (DISCONNECT 0xA0), revoked (0x98).",
+		}, []string{"reason"}),
+		reauth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "reauthentications_total",
+			Help: "MQTT 5 re-authentications (AUTH 0x19) on open connections, by result: ok, expired_token, revoked, bad_token, protocol_error.",
+		}, []string{"result"}),
 		wsReadPaused: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "websocket_read_paused_total",
 			Help: "Times a WebSocket was left unread because its unread input reached 256 KiB (a client sending faster than the broker handles).",
@@ -104,6 +114,7 @@ func (m *metrics) register(r prometheus.Registerer, info *mqtt.Server, st *store
 			}
 			return 1
 		}),
+		m.sessionsEnded, m.reauth,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "connections",
 			Help: "Connected MQTT clients.",

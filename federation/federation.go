@@ -31,6 +31,7 @@ import (
 	"github.com/heraldgw/herald/broker"
 	"github.com/heraldgw/herald/internal/lifecycle"
 	"github.com/heraldgw/herald/internal/mqttclient"
+	"github.com/heraldgw/herald/revocation"
 	"github.com/heraldgw/herald/topic"
 )
 
@@ -70,6 +71,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics registers the collectors; nil registers none.
 	Metrics prometheus.Registerer
+	// OnRevocation, if set, is called with every revocation record another
+	// replica announced (see Announce); it must not block for long.
+	OnRevocation func(revocation.Record)
 }
 
 // ErrConfig is returned (wrapped) by New for an unusable configuration.
@@ -85,8 +89,9 @@ type Federation struct {
 	log   *slog.Logger
 	m     *metrics
 
-	up atomic.Bool
-	cm atomic.Pointer[autopaho.ConnectionManager]
+	up        atomic.Bool
+	revSynced atomic.Bool // revocations received since the last connect
+	cm        atomic.Pointer[autopaho.ConnectionManager]
 
 	mu      sync.Mutex
 	chans   map[string]*follow // by channel filter
@@ -148,8 +153,11 @@ func New(cfg Config, local Local) (*Federation, error) {
 	return f, nil
 }
 
-// Ready reports whether the upstream connection is up.
-func (f *Federation) Ready() bool { return f.up.Load() }
+// Ready reports whether the upstream connection is up and, when
+// revocations are shared, every revocation in force has been received.
+func (f *Federation) Ready() bool {
+	return f.up.Load() && (f.cfg.OnRevocation == nil || f.revSynced.Load())
+}
 
 // Channels returns the number of channels followed upstream.
 func (f *Federation) Channels() int {
@@ -278,6 +286,9 @@ func (f *Federation) flush(ctx context.Context, cm *autopaho.ConnectionManager) 
 			return
 		}
 		if resync {
+			if err := f.subscribeRevocations(ctx, cm); err != nil {
+				f.log.Warn("upstream revocations subscribe failed; retried on reconnect", "error", err)
+			}
 			if err := f.unsubscribe(ctx, cm, stale); err != nil {
 				f.keepStale(stale)
 			}
@@ -365,6 +376,7 @@ func (f *Federation) clientConfig(ctx context.Context) autopaho.ClientConfig {
 		ConnectUsername:               f.cfg.Username,
 		ConnectPassword:               []byte(f.cfg.Password),
 		OnConnectionUp: func(_ *autopaho.ConnectionManager, ca *paho.Connack) {
+			f.revSynced.Store(false)
 			f.up.Store(true)
 			f.mu.Lock()
 			f.resync = true
@@ -375,6 +387,7 @@ func (f *Federation) clientConfig(ctx context.Context) autopaho.ClientConfig {
 		},
 		OnConnectionDown: func() bool {
 			f.up.Store(false)
+			f.revSynced.Store(false)
 			f.log.Warn("upstream connection lost", "url", f.url.Redacted())
 			return true
 		},
@@ -384,7 +397,11 @@ func (f *Federation) clientConfig(ctx context.Context) autopaho.ClientConfig {
 		ClientConfig: paho.ClientConfig{
 			ClientID: f.cfg.ClientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				f.republish(ctx, pr.Packet)
+				if isRevocation(pr.Packet.Topic) {
+					f.revoked(pr.Packet)
+				} else {
+					f.republish(ctx, pr.Packet)
+				}
 				return true, nil
 			}},
 		},

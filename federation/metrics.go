@@ -13,6 +13,9 @@ type metrics struct {
 	dropped      prometheus.Counter
 	subscribes   prometheus.Counter
 	unsubscribes prometheus.Counter
+
+	revocationsSent     prometheus.Counter
+	revocationsReceived prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -25,18 +28,21 @@ func newMetrics() *metrics {
 		dropped:      c("dropped_total", "Upstream messages not republished (not a channel topic, or the embedded broker refused)."),
 		subscribes:   c("subscribes_total", "Channel filters subscribed upstream (including resubscribes after reconnect)."),
 		unsubscribes: c("unsubscribes_total", "Channel filters unsubscribed upstream after their grace period."),
+
+		revocationsSent:     c("revocations_sent_total", "Session revocations announced to the other replicas."),
+		revocationsReceived: c("revocations_received_total", "Session revocations received from the upstream broker (own ones included)."),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer, f *Federation) error {
 	const ns, sub = "herald", "federation"
 	cs := []prometheus.Collector{
-		m.received, m.dropped, m.subscribes, m.unsubscribes,
+		m.received, m.dropped, m.subscribes, m.unsubscribes, m.revocationsSent, m.revocationsReceived,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "channels",
 			Help: "Channels followed on the upstream broker."}, func() float64 { return float64(f.Channels()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "upstream_up",
 			Help: "1 while the upstream connection is up."}, func() float64 {
-			if f.Ready() {
+			if f.up.Load() {
 				return 1
 			}
 			return 0

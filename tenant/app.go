@@ -27,6 +27,7 @@ var (
 	ErrBadAPIKey  = errors.New("bad api key")
 	ErrBadToken   = errors.New("bad session token")
 	ErrExpired    = errors.New("session token expired")
+	ErrRevoked    = errors.New("session revoked")
 	ErrAnonymous  = errors.New("app does not allow anonymous sessions")
 )
 

@@ -11,13 +11,32 @@ import (
 // Registry is the immutable set of configured apps. It is safe for
 // concurrent use.
 type Registry struct {
-	apps map[string]*App
-	ids  []string
+	apps    map[string]*App
+	ids     []string
+	revoked Revocations
+}
+
+// Revocations tells which channels' tokens are no longer accepted
+// (DELETE /v1/sessions/{channel}), whatever their expiry says.
+type Revocations interface {
+	Revoked(app, channel string, now time.Time) bool
+}
+
+// Option configures a Registry.
+type Option func(*Registry)
+
+// WithRevocations makes Verify (and so every check of a session token)
+// refuse the tokens of channels rv reports revoked, with ErrRevoked.
+func WithRevocations(rv Revocations) Option {
+	return func(r *Registry) { r.revoked = rv }
 }
 
 // NewRegistry validates apps, fills their defaults and indexes them by id.
-func NewRegistry(apps []App) (*Registry, error) {
+func NewRegistry(apps []App, opts ...Option) (*Registry, error) {
 	r := &Registry{apps: make(map[string]*App, len(apps))}
+	for _, o := range opts {
+		o(r)
+	}
 	for i := range apps {
 		a := apps[i]
 		a.setDefaults()
@@ -94,11 +113,35 @@ func (r *Registry) Mint(appID string, now time.Time) (Session, error) {
 	if err != nil {
 		return Session{}, err
 	}
+	return sign(a, ch, sessionIssuer, now)
+}
+
+// Renew signs a new token for the channel of c, valid for the app's
+// SessionTTL from now: the session goes on, same channel, same persistent
+// MQTT session. c must come from Verify (so it is neither expired nor
+// revoked).
+func (r *Registry) Renew(c Claims, now time.Time) (Session, error) {
+	a, err := r.App(c.App)
+	if err != nil {
+		return Session{}, err
+	}
+	if !ValidChannelID(c.Channel) {
+		return Session{}, fmt.Errorf("app %q: renew %q: %w", a.ID, c.Channel, ErrBadToken)
+	}
+	return sign(a, c.Channel, sessionIssuer, now)
+}
+
+// sessionIssuer marks session tokens.
+const sessionIssuer = "herald"
+
+// sign signs a token of issuer iss for channel ch of app a, valid for the
+// app's SessionTTL from now.
+func sign(a *App, ch, iss string, now time.Time) (Session, error) {
 	exp := now.Add(a.SessionTTL).Truncate(time.Second)
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, tokenClaims{jwt.RegisteredClaims{
 		Subject:   ch,
 		Audience:  jwt.ClaimStrings{a.ID},
-		Issuer:    "herald",
+		Issuer:    iss,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(exp),
 	}})
@@ -117,12 +160,12 @@ func (r *Registry) Verify(appID, token string, now time.Time) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
-	return verifyWith(a, token, "herald", now)
+	return r.verifyWith(a, token, sessionIssuer, now)
 }
 
 // verifyWith checks token against app a's secret, its id as audience and
-// issuer iss, and returns its claims.
-func verifyWith(a *App, token, iss string, now time.Time) (Claims, error) {
+// issuer iss, and that its channel is not revoked; it returns its claims.
+func (r *Registry) verifyWith(a *App, token, iss string, now time.Time) (Claims, error) {
 	var tc tokenClaims
 	_, err := jwt.ParseWithClaims(token, &tc, func(*jwt.Token) (any, error) { return []byte(a.Secret), nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -140,6 +183,9 @@ func verifyWith(a *App, token, iss string, now time.Time) (Claims, error) {
 	}
 	if !ValidChannelID(tc.Subject) {
 		return Claims{}, fmt.Errorf("app %q: token subject is not a channel id: %w", a.ID, ErrBadToken)
+	}
+	if r.revoked != nil && r.revoked.Revoked(a.ID, tc.Subject, now) {
+		return Claims{}, fmt.Errorf("app %q channel %s: %w", a.ID, tc.Subject, ErrRevoked)
 	}
 	return Claims{App: a.ID, Channel: tc.Subject, ExpiresAt: tc.ExpiresAt.Time}, nil
 }

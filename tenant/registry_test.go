@@ -105,3 +105,63 @@ func TestNewRegistryRejects(t *testing.T) {
 		})
 	}
 }
+
+// revokedSet is a Revocations for tests: a plain set with expiries.
+type revokedSet map[string]time.Time
+
+func (s revokedSet) Revoked(app, channel string, now time.Time) bool {
+	until, ok := s[app+"/"+channel]
+	return ok && now.Before(until)
+}
+
+// TestRenewAndRevoke: Renew keeps the channel and moves the expiry; a
+// revoked channel's tokens, old and renewed, fail Verify with ErrRevoked
+// until the revocation ends.
+func TestRenewAndRevoke(t *testing.T) {
+	revoked := revokedSet{}
+	r, err := NewRegistry([]App{{ID: "demo", APIKey: "demo-key-0123456789", Secret: strings.Repeat("s", 32), SessionTTL: time.Hour}},
+		WithRevocations(revoked))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	s, _ := r.Mint("demo", now)
+	c, err := r.Verify("demo", s.Token, now.Add(50*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(50 * time.Minute)
+	n, err := r.Renew(c, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Channel != s.Channel || n.App != "demo" || !n.ExpiresAt.Equal(later.Add(time.Hour)) || n.Token == s.Token {
+		t.Fatalf("renewed: got %+v, old %+v", n, s)
+	}
+	if _, err := r.Verify("demo", n.Token, now.Add(90*time.Minute)); err != nil {
+		t.Fatalf("renewed token past the old expiry: %v", err)
+	}
+	up, _, err := r.MintUploadToken(c, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked["demo/"+s.Channel] = later.Add(time.Hour)
+	if _, err := r.VerifyUploadToken(up, later); !errors.Is(err, ErrRevoked) {
+		t.Errorf("upload token of a revoked channel: got %v, want ErrRevoked", err)
+	}
+	for _, tok := range []string{s.Token, n.Token} {
+		if _, err := r.Verify("demo", tok, later); !errors.Is(err, ErrRevoked) {
+			t.Errorf("revoked channel: got %v, want ErrRevoked", err)
+		}
+		if _, err := r.VerifyAny(tok, later); !errors.Is(err, ErrRevoked) {
+			t.Errorf("revoked channel (VerifyAny): got %v, want ErrRevoked", err)
+		}
+	}
+	other, _ := r.Mint("demo", later)
+	if _, err := r.Verify("demo", other.Token, later); err != nil {
+		t.Errorf("another channel: %v", err)
+	}
+	if _, err := r.Renew(Claims{App: "demo", Channel: "x"}, later); !errors.Is(err, ErrBadToken) {
+		t.Errorf("renew of a non-channel: got %v", err)
+	}
+}

@@ -26,19 +26,11 @@ func (r *Registry) MintUploadToken(c Claims, now time.Time) (string, time.Time, 
 	if !ValidChannelID(c.Channel) {
 		return "", time.Time{}, fmt.Errorf("app %q: %q is not a channel id: %w", a.ID, c.Channel, ErrBadToken)
 	}
-	exp := now.Add(a.SessionTTL).Truncate(time.Second)
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, tokenClaims{jwt.RegisteredClaims{
-		Subject:   c.Channel,
-		Audience:  jwt.ClaimStrings{a.ID},
-		Issuer:    uploadIssuer,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(exp),
-	}})
-	s, err := tok.SignedString([]byte(a.Secret))
+	s, err := sign(a, c.Channel, uploadIssuer, now)
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("sign upload token for app %q: %w", a.ID, err)
+		return "", time.Time{}, err
 	}
-	return s, exp, nil
+	return s.Token, s.ExpiresAt, nil
 }
 
 // VerifyUploadToken checks a token minted by MintUploadToken and returns
@@ -55,5 +47,5 @@ func (r *Registry) VerifyUploadToken(token string, now time.Time) (Claims, error
 	if err != nil {
 		return Claims{}, err
 	}
-	return verifyWith(a, token, uploadIssuer, now)
+	return r.verifyWith(a, token, uploadIssuer, now)
 }

@@ -26,6 +26,7 @@ const (
 	CodeInvalidEvent     Code = "invalid_event"
 	CodeUnauthorized     Code = "unauthorized"
 	CodeTokenExpired     Code = "token_expired"
+	CodeTokenRevoked     Code = "token_revoked"
 	CodeForbidden        Code = "forbidden"
 	CodeNotFound         Code = "not_found"
 	CodeMethodNotAllowed Code = "method_not_allowed"
@@ -43,7 +44,7 @@ func statusOf(c Code) int {
 	switch c {
 	case CodeBadRequest, CodeInvalidEvent:
 		return http.StatusBadRequest
-	case CodeUnauthorized, CodeTokenExpired:
+	case CodeUnauthorized, CodeTokenExpired, CodeTokenRevoked:
 		return http.StatusUnauthorized
 	case CodeForbidden:
 		return http.StatusForbidden
@@ -98,6 +99,8 @@ func classify(err error) *Error {
 		return ae
 	case errors.Is(err, tenant.ErrExpired):
 		return apiError(CodeTokenExpired, err, "session token expired; create a new session")
+	case errors.Is(err, tenant.ErrRevoked):
+		return apiError(CodeTokenRevoked, err, "this session was revoked; it cannot be used or refreshed")
 	case errors.Is(err, tenant.ErrBadToken):
 		return apiError(CodeUnauthorized, err, "invalid session token")
 	case errors.Is(err, tenant.ErrBadAPIKey), errors.Is(err, tenant.ErrUnknownApp):

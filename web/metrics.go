@@ -7,11 +7,13 @@ import (
 )
 
 type metrics struct {
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	apiErrors *prometheus.CounterVec
-	events    *prometheus.CounterVec
-	sessions  prometheus.Counter
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	apiErrors   *prometheus.CounterVec
+	events      *prometheus.CounterVec
+	sessions    prometheus.Counter
+	refreshes   prometheus.Counter
+	revocations prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,6 +31,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_events_published_total", Help: "Events accepted from services by app.",
 		}, []string{"app"}),
+		refreshes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_sessions_refreshed_total", Help: "Browser session tokens renewed (POST /v1/sessions/refresh).",
+		}),
+		revocations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_sessions_revoked_total", Help: "Browser channels revoked (DELETE /v1/sessions/{channel}).",
+		}),
 		sessions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_sessions_minted_total", Help: "Browser sessions minted.",
 		}),
@@ -36,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.apiErrors, m.events, m.sessions} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.apiErrors, m.events, m.sessions, m.refreshes, m.revocations} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

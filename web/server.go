@@ -45,6 +45,8 @@ type Config struct {
 	// Sessions mints what a browser needs to connect to the broker in use.
 	// Nil means the embedded broker: a signed token for MQTTURL.
 	Sessions SessionMinter
+	// Revoker backs DELETE /v1/sessions/{channel}; nil answers 503.
+	Revoker Revoker
 	// Uploads and Jobs back POST /v1/uploads and POST /v1/jobs; nil
 	// answers 503 (no processor configured).
 	Uploads Uploader
@@ -129,6 +131,8 @@ func (s *Server) Handler() http.Handler { return s.recoverer(s.bodyDeadline(s.co
 
 func (s *Server) routes() {
 	s.mux.Handle("POST /v1/sessions", s.api("sessions", s.handleSessions))
+	s.mux.Handle("POST /v1/sessions/refresh", s.api("sessions_refresh", s.handleRefresh))
+	s.mux.Handle("DELETE /v1/sessions/{channel}", s.api("sessions_revoke", s.handleRevoke))
 	s.mux.Handle("POST /v1/events", s.api("events", s.handleEvents))
 	s.mux.Handle("POST /v1/uploads", s.api("uploads", s.handleUploads))
 	s.uploadRoutes()

@@ -64,11 +64,80 @@ func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.metrics.sessions.Inc()
-	writeJSON(w, http.StatusCreated, sessionResponse{
+	writeJSON(w, http.StatusCreated, newSessionResponse(sess, info))
+	return nil
+}
+
+func newSessionResponse(sess tenant.Session, info tenant.MQTTInfo) sessionResponse {
+	return sessionResponse{
 		App: sess.App, Channel: sess.Channel, ClientID: sess.Channel,
 		Topic: topic.ChannelFilter(sess.App, sess.Channel), Token: sess.Token,
 		ExpiresAt: sess.ExpiresAt.UTC(), MQTT: info,
-	})
+	}
+}
+
+// Revoker ends a channel's browser sessions: from now until until its
+// tokens are refused everywhere (every replica, also after a restart), and
+// its live connection is closed. It returns once that is durable.
+type Revoker interface {
+	Revoke(ctx context.Context, app, channel string, until time.Time) error
+}
+
+// handleRefresh renews a live session: the Bearer token, not yet expired
+// nor revoked, buys a new one for the same channel (so the same MQTT client
+// id and persistent session), with the broker details minted afresh (an
+// external broker's presigned URL expires too). The body, if any, is
+// ignored.
+func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) error {
+	tok, ok := bearer(r)
+	if !ok {
+		return apiError(CodeUnauthorized, nil, "Authorization: Bearer <session token> is required")
+	}
+	claims, err := s.verifyAnyApp(tok)
+	if err != nil {
+		return err
+	}
+	app, err := s.cfg.Registry.App(claims.App)
+	if err != nil {
+		return err
+	}
+	if !app.AllowsOrigin(r.Header.Get("Origin")) {
+		return apiError(CodeForbidden, nil, "origin %q is not allowed for app %q", r.Header.Get("Origin"), app.ID)
+	}
+	sess, err := s.cfg.Registry.Renew(claims, s.now())
+	if err != nil {
+		return err
+	}
+	info, err := s.mqttInfo(r, sess)
+	if err != nil {
+		return err
+	}
+	s.metrics.refreshes.Inc()
+	writeJSON(w, http.StatusOK, newSessionResponse(sess, info))
+	return nil
+}
+
+// handleRevoke revokes a channel of the caller's app (API key). The tokens
+// it may hold all expire within the app's sessionTTL from now (a refresh
+// needs a valid token, which revocation ends), so that is how long the
+// revocation lasts.
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
+	app, err := s.serviceApp(r)
+	if err != nil {
+		return err
+	}
+	ch := r.PathValue("channel")
+	if !tenant.ValidChannelID(ch) {
+		return apiError(CodeBadRequest, nil, "%q is not a channel id", ch)
+	}
+	if s.cfg.Revoker == nil {
+		return apiError(CodeUnavailable, nil, "session revocation is not configured on this gateway")
+	}
+	if err := s.cfg.Revoker.Revoke(r.Context(), app.ID, ch, s.now().Add(app.SessionTTL)); err != nil {
+		return apiError(CodeUnavailable, err, "channel %s could not be revoked everywhere; retry (revoking again is harmless)", ch)
+	}
+	s.metrics.revocations.Inc()
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

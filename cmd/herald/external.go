@@ -80,10 +80,12 @@ func (g *gateway) startFederation(ctx context.Context) error {
 	fed, err := federation.New(federation.Config{
 		URL: fc.URL, ClientID: "herald-fed-" + randomString(12), Username: fc.Username, Password: fc.Password,
 		TLS: tlsCfg, Logger: g.log.With("part", "federation"), Metrics: g.metrics,
+		OnRevocation: g.applyRevocation,
 	}, g.embedded)
 	if err != nil {
 		return err
 	}
+	g.fed = fed
 	if err := g.embedded.ObserveChannels(fed); err != nil {
 		return err
 	}

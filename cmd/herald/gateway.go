@@ -15,6 +15,8 @@ import (
 
 	"github.com/heraldgw/herald/bridge"
 	"github.com/heraldgw/herald/broker"
+	"github.com/heraldgw/herald/federation"
+	"github.com/heraldgw/herald/revocation"
 	"github.com/heraldgw/herald/tenant"
 	"github.com/heraldgw/herald/web"
 )
@@ -38,20 +40,22 @@ type gateway struct {
 	ready map[string]func() error
 
 	// What the steps build, in order.
-	ln        net.Listener // HTTP listener (web role)
-	metln     net.Listener // metrics listener (MetricsAddr set)
-	origins   []string     // the demo app's origins
-	reg       *tenant.Registry
-	embedded  *broker.Broker    // embedded broker (broker role, mode embedded)
-	pub       bridge.Publisher  // where events go; nil if nowhere
-	mqtt      http.Handler      // /mqtt of the embedded broker
-	sessions  web.SessionMinter // external broker: completes POST /v1/sessions
-	mqttURL   string            // external broker: what browsers connect to
-	uploads   web.Uploader
-	multipart web.MultipartUploader
-	jobs      web.JobSubmitter
-	jobStatus web.JobReader
-	urls      []any // key-value pairs of the "ready" log line
+	ln          net.Listener           // HTTP listener (web role)
+	metln       net.Listener           // metrics listener (MetricsAddr set)
+	revocations *revocation.Store      // revoked channels (web and broker roles)
+	fed         *federation.Federation // replicas' upstream link, if any
+	origins     []string               // the demo app's origins
+	reg         *tenant.Registry
+	embedded    *broker.Broker    // embedded broker (broker role, mode embedded)
+	pub         bridge.Publisher  // where events go; nil if nowhere
+	mqtt        http.Handler      // /mqtt of the embedded broker
+	sessions    web.SessionMinter // external broker: completes POST /v1/sessions
+	mqttURL     string            // external broker: what browsers connect to
+	uploads     web.Uploader
+	multipart   web.MultipartUploader
+	jobs        web.JobSubmitter
+	jobStatus   web.JobReader
+	urls        []any // key-value pairs of the "ready" log line
 }
 
 func newGateway(cfg *Config, log *slog.Logger, getenv func(string) string, stop context.CancelFunc) *gateway {

@@ -48,7 +48,7 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 	g := newGateway(cfg, log, getenv, cancel)
 	defer g.closeListener()
 	steps := []func(context.Context) error{
-		g.listen, g.startTenants, g.startBroker, g.startExternal,
+		g.listen, g.startRevocations, g.startTenants, g.startBroker, g.startExternal,
 		g.startJobs, g.startWeb, g.startMetrics, g.waitReady,
 	}
 	for _, step := range steps {
@@ -115,7 +115,11 @@ func (g *gateway) startTenants(context.Context) error {
 	if err != nil {
 		return err
 	}
-	g.reg, err = tenant.NewRegistry(apps)
+	var opts []tenant.Option
+	if g.revocations != nil {
+		opts = append(opts, tenant.WithRevocations(g.revocations))
+	}
+	g.reg, err = tenant.NewRegistry(apps, opts...)
 	return err
 }
 
@@ -156,7 +160,8 @@ func (g *gateway) startWeb(ctx context.Context) error {
 		MQTTURL: g.mqttURL, Sessions: g.sessions,
 		Ready:    g.readiness,
 		Gatherer: g.metrics, Metrics: g.metrics, NoMetricsRoute: g.metln != nil,
-		Logger: g.log.With("part", "web"),
+		Revoker: &revoker{store: g.revocations, broker: g.embedded, fed: g.fed},
+		Logger:  g.log.With("part", "web"),
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,154 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/heraldgw/herald/tenant"
+)
+
+// AuthMethod is the MQTT 5 authentication method of a browser session
+// token. A browser that sends it in CONNECT (the token stays the password)
+// may later re-authenticate on the open connection: AUTH with reason 0x19
+// (re-authenticate), this method and the refreshed token as authentication
+// data. The server answers AUTH 0x00 and the connection lives until the new
+// token expires; a token that does not verify ends the connection with
+// DISCONNECT 0x87.
+const AuthMethod = "herald-token"
+
+// writeBudget bounds how long telling a client why it is disconnected may
+// take; a peer that does not read is cut.
+const writeBudget = 2 * time.Second
+
+// A browser connection lives as long as its token: conn.expiresAt is the
+// token's expiry (unix nanoseconds; zero for services) and conn.expiry the
+// timer that ends the connection then. Re-authentication moves both.
+
+// armExpiry starts the timer that ends cl's connection when its token
+// expires. It runs once the session is established, so a CONNECT that
+// fails later leaves no timer behind.
+func (b *Broker) armExpiry(cl *mqtt.Client, c *conn) {
+	at := c.expiresAt.Load()
+	if at == 0 {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(time.Until(time.Unix(0, at)), func() {
+		// Re-authentication may have moved the expiry after this fired.
+		if left := time.Until(time.Unix(0, c.expiresAt.Load())); left > 0 {
+			t.Reset(left)
+			return
+		}
+		b.metrics.sessionsEnded.WithLabelValues("token_expired").Inc()
+		b.endSession(cl, packets.ErrMaxConnectTime)
+	})
+	c.expiry.Store(t)
+	if c.closed.Load() { // closed while arming: the timer must not outlive it
+		t.Stop()
+	}
+}
+
+// extendExpiry moves cl's end to the expiry of a refreshed token.
+func (c *conn) extendExpiry(at time.Time) {
+	c.expiresAt.Store(at.UnixNano())
+	if t := c.expiry.Load(); t != nil {
+		t.Reset(time.Until(at))
+	}
+}
+
+// stopExpiry releases the timer when the connection ends.
+func (c *conn) stopExpiry() {
+	if t := c.expiry.Load(); t != nil {
+		t.Stop()
+	}
+}
+
+// endSession disconnects cl with code without blocking the caller: MQTT 5
+// clients get DISCONNECT with the reason first, 3.1.1 clients (which have
+// no server DISCONNECT) a closed connection. The persistent session and
+// its queued messages are kept, as for any disconnect.
+func (b *Broker) endSession(cl *mqtt.Client, code packets.Code) {
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		return
+	}
+	b.bg.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.bg.Done()
+		if cl.Closed() {
+			return
+		}
+		_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(writeBudget))
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = b.srv.DisconnectClient(cl, code)
+		}
+		cl.Stop(code)
+	}()
+}
+
+// Revoke ends the live connection of app's channel, if this broker holds
+// one, with DISCONNECT 0x98 (administrative action). Its tokens are refused
+// from then on by the registry's revocations, which the caller has updated
+// first. Revoke reports whether a connection was ended.
+func (b *Broker) Revoke(app, channel string) bool {
+	cl, ok := b.srv.Clients.Get(channel)
+	if !ok || cl.Net.Inline || cl.Closed() || isService(cl) || string(cl.Properties.Username) != app {
+		return false
+	}
+	b.metrics.sessionsEnded.WithLabelValues("revoked").Inc()
+	b.endSession(cl, packets.ErrAdministrativeAction)
+	return true
+}
+
+// OnSessionEstablished arms the token expiry of a browser connection.
+func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if c, ok := cl.Net.Conn.(*conn); ok {
+		h.b.armExpiry(cl, c)
+	}
+}
+
+// OnAuthPacket re-authenticates a browser on its open connection (MQTT 5
+// AUTH, see AuthMethod). Anything else that arrives as AUTH is a protocol
+// error: no other exchange is offered.
+func (h *authHook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	c, _ := cl.Net.Conn.(*conn)
+	method := cl.Properties.Props.AuthenticationMethod
+	if c == nil || isService(cl) || method != AuthMethod || pk.Properties.AuthenticationMethod != method ||
+		pk.ReasonCode != packets.CodeReAuthenticate.Code {
+		h.b.metrics.reauth.WithLabelValues("protocol_error").Inc()
+		return pk, packets.ErrProtocolViolation
+	}
+	app := string(cl.Properties.Username)
+	claims, err := h.b.cfg.Registry.Verify(app, string(pk.Properties.AuthenticationData), time.Now())
+	if err == nil && claims.Channel != cl.ID {
+		err = fmt.Errorf("token for channel %s presented on %s: %w", claims.Channel, cl.ID, tenant.ErrBadToken)
+	}
+	if err != nil {
+		label := "bad_token"
+		switch {
+		case errors.Is(err, tenant.ErrExpired):
+			label = "expired_token"
+		case errors.Is(err, tenant.ErrRevoked):
+			label = "revoked"
+		}
+		h.b.metrics.reauth.WithLabelValues(label).Inc()
+		h.b.log.Info("mqtt re-authentication refused", "client", cl.ID, "app", app, "reason", label, "error", errString(err))
+		return pk, packets.ErrNotAuthorized // mochi sends DISCONNECT 0x87 and closes
+	}
+	c.extendExpiry(claims.ExpiresAt)
+	h.b.metrics.reauth.WithLabelValues("ok").Inc()
+	if err := cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Auth},
+		ReasonCode:  packets.CodeSuccess.Code,
+		Properties:  packets.Properties{AuthenticationMethod: method},
+	}); err != nil {
+		return pk, fmt.Errorf("re-authentication of %s: %w", cl.ID, err)
+	}
+	return pk, nil
+}
