@@ -192,6 +192,20 @@ func dialMQTT(t *testing.T, wsURL string, connect *paho.Connect) (*mqttClient, *
 	return mc, ca, nil
 }
 
+// subscribedBrowser connects a browser for session s (persistent session)
+// and subscribes it to its channel at QoS 1.
+func subscribedBrowser(t *testing.T, s session) *mqttClient {
+	t.Helper()
+	mc, _, err := dialMQTT(t, s.MQTT.URL, browserConnect(s, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.c.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	return mc
+}
+
 func browserConnect(s session, cleanStart bool) *paho.Connect {
 	return &paho.Connect{
 		ClientID: s.ClientID, Username: s.App, UsernameFlag: true,
@@ -340,13 +354,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 func TestPublishCommand(t *testing.T) {
 	g := startGateway(t, t.TempDir())
 	s := g.newSession(t)
-	mc, _, err := dialMQTT(t, s.MQTT.URL, browserConnect(s, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.c.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
+	mc := subscribedBrowser(t, s)
 	var out bytes.Buffer
 	args := []string{"publish", "--url", g.base, "--api-key", testAPIKey, "--channel", s.Channel, "--type", "job.completed", "--job", "j1", "--id", "evt_cli", "--data", `{"ok":true}`}
 	if err := run(context.Background(), args, &out, func(string) string { return "" }); err != nil {
@@ -356,7 +364,7 @@ func TestPublishCommand(t *testing.T) {
 	if p.Topic != "apps/demo/channels/"+s.Channel+"/jobs/j1" {
 		t.Fatalf("got topic %q", p.Topic)
 	}
-	err = run(context.Background(), []string{"publish", "--url", g.base, "--api-key", "wrong-key-000000000", "--channel", s.Channel}, &out, func(string) string { return "" })
+	err := run(context.Background(), []string{"publish", "--url", g.base, "--api-key", "wrong-key-000000000", "--channel", s.Channel}, &out, func(string) string { return "" })
 	if err == nil {
 		t.Fatal("publish with a wrong key succeeded, want an error")
 	}

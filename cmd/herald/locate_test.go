@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/eclipse/paho.golang/paho"
 )
 
 // `herald publish` beside a gateway finds it from the same settings serve
@@ -21,13 +19,7 @@ func TestPublishFindsTheGatewayFromItsSettings(t *testing.T) {
 	dir := t.TempDir()
 	g := startGateway(t, dir)
 	s := g.newSession(t)
-	mc, _, err := dialMQTT(t, s.MQTT.URL, browserConnect(s, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.c.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
+	mc := subscribedBrowser(t, s)
 	port := g.base[strings.LastIndex(g.base, ":")+1:]
 	// The key is where the gateway wrote it.
 	if b, err := os.ReadFile(filepath.Join(dir, "demo-api-key")); err != nil || strings.TrimSpace(string(b)) != testAPIKey {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -117,13 +116,7 @@ func TestResumableUploadRoutes(t *testing.T) {
 	g := startGateway(t, t.TempDir())
 	s := g.newSession(t)
 	other := g.newSession(t)
-	mc, _, err := dialMQTT(t, s.MQTT.URL, browserConnect(s, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.c.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
+	mc := subscribedBrowser(t, s)
 	resp, body := postJSON(t, g.base+"/v1/uploads/endpoint", s.Token, nil)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST /v1/uploads/endpoint: %d %s", resp.StatusCode, body)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -17,13 +16,7 @@ func TestOfflineDeliveryAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
 	g := startGateway(t, dir)
 	s := g.newSession(t)
-	mc, _, err := dialMQTT(t, s.MQTT.URL, browserConnect(s, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.c.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
+	mc := subscribedBrowser(t, s)
 	if err := mc.c.Disconnect(&paho.Disconnect{}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/eclipse/paho.golang/paho"
 )
 
 // TestSIGTERMWithClientsConnected: the real binary, with a browser connected
@@ -23,13 +20,7 @@ func TestSIGTERMWithClientsConnected(t *testing.T) {
 	g := &testGateway{base: c.base}
 	s := g.newSession(t)
 
-	mc, _, err := dialMQTT(t, s.MQTT.URL, browserConnect(s, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.c.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
+	mc := subscribedBrowser(t, s)
 
 	start := time.Now()
 	c.kill(syscall.SIGTERM)
