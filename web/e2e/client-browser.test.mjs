@@ -66,3 +66,28 @@ test('refresh() in the page renews the token on the same channel', async (t) => 
   assert.notEqual(after.token, before.token);
   assert.equal(await page.evaluate(() => document.querySelector('#expires').dataset.reason), 'refreshed');
 });
+
+test('with the demo app turned off, the page says why it has no session', async () => {
+  const off = await startGateway({
+    config: `demo: false
+apps:
+  - id: shop
+    apiKey: shop-app-api-key-0123456789
+    secret: shop-app-secret-0123456789-0123456789
+`,
+  });
+  const context = await browser.newContext();
+  try {
+    const p = await context.newPage();
+    await p.goto(`${off.url}/`);
+    await p.waitForSelector('#app-problem:not([hidden])', { timeout: 15_000 });
+    assert.match(await p.textContent('#app-problem-text'), /no "demo" app.*demo: false/s);
+    await p.goto(`${off.url}/?app=shop`);
+    await p.waitForSelector('#app-problem:not([hidden])', { timeout: 15_000 });
+    assert.match(await p.textContent('#app-problem-text'), /refuses sessions for app "shop"/);
+    assert.ok(!off.output().includes('demo=http'), 'the ready line offers no demo page');
+  } finally {
+    await context.close();
+    await off.stop();
+  }
+});
