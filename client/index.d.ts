@@ -97,6 +97,11 @@ export interface HeraldClientOptions {
   getSession?: () => Promise<Session>;
   /** Where the session is kept across reloads; null keeps it in memory only. */
   storage?: SessionStorageLike | null;
+  /**
+   * Offer MQTT 5 re-authentication to Herald's own broker (served on the
+   * gateway's host), so a renewed token reaches the live connection (default true).
+   */
+  reauthenticate?: boolean;
   /** Renew the token this long before it expires (default: a tenth of its life, 5 s–5 min). */
   refreshMarginMs?: number;
   backoff?: BackoffOptions;
@@ -138,6 +143,8 @@ export interface ClientEvents {
   event: (env: Envelope, meta: EventMeta) => void;
   state: (state: ConnectionState, detail: string) => void;
   session: (session: Session, reason: SessionReason) => void;
+  /** The live connection took the renewed token (MQTT 5 re-authentication). */
+  reauthenticated: (session: Session) => void;
   duplicate: (env: Envelope) => void;
   invalid: (info: { topic: string; error: string }) => void;
   error: (err: Error) => void;

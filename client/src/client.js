@@ -14,12 +14,18 @@ import { defaultStorage, load, save } from './storage.js';
 import { createUpload, postToBucket } from './uploads.js';
 
 // CONNACK codes meaning "these credentials will never work": MQTT 5 0x85
-// client id not valid, 0x86 bad user name or password, 0x87 not authorized;
-// MQTT 3.1.1 4 and 5.
-const AUTH_CODES = new Set([4, 5, 0x85, 0x86, 0x87]);
+// client id not valid, 0x86 bad user name or password, 0x87 not authorized,
+// 0x8A banned (a revoked channel); MQTT 3.1.1 4 and 5.
+const AUTH_CODES = new Set([4, 5, 0x85, 0x86, 0x87, 0x8a]);
 // DISCONNECT 0xA0 (maximum connect time): the broker ended the connection
 // because its token expired.
 const TOKEN_EXPIRED = 0xa0;
+// Herald's broker renews a live connection's token with MQTT 5
+// re-authentication (AUTH 0x19) when the client connected with this
+// authentication method. A broker that does not know it answers CONNACK
+// 0x8C (bad authentication method); the client then connects without it.
+const AUTH_METHOD = 'herald-token';
+const BAD_AUTH_METHOD = 0x8c;
 const MAX_SESSION_EXPIRY_S = 24 * 3600;
 
 /** Connection states, as reported by the "state" event. */
@@ -42,6 +48,8 @@ export class HeraldClient {
   #refreshing = null;
   #refreshUnsupported = false;
   #authFailed = false;
+  #reauthUnsupported = false;
+  #clientReauth = false;
   #margin = 60_000;
   #lastError = '';
   #subscribed = false;
@@ -87,7 +95,8 @@ export class HeraldClient {
 
   /**
    * Adds a listener: "event" (envelope, meta), "state" (state, detail),
-   * "session" (session, reason), "duplicate" (envelope), "invalid"
+   * "session" (session, reason), "reauthenticated" (session: the live
+   * connection took the renewed token), "duplicate" (envelope), "invalid"
    * ({topic, error}), "error" (Error). Returns a function that removes it.
    */
   on(type, fn) {
@@ -145,8 +154,10 @@ export class HeraldClient {
 
   /**
    * Renews the token now (POST /v1/sessions/refresh): same channel, new
-   * token and expiry. The live connection stays up; the next connection
-   * uses the new token. Resolves with the new session.
+   * token and expiry. The live connection stays up: on Herald's broker it
+   * takes the new token by MQTT 5 re-authentication; elsewhere the broker
+   * ends it when the old token expires and the client reconnects at once
+   * with the new one. Resolves with the new session.
    */
   refresh() {
     if (!this.session) return Promise.reject(new Error('HeraldClient: no session to refresh'));
@@ -154,6 +165,7 @@ export class HeraldClient {
       this.#refreshing = refreshSession(this.#http, this.session.token)
         .then((s) => {
           this.#useSession(checkSession(s), 'refreshed');
+          this.#reauthenticate();
           return this.session;
         })
         .finally(() => (this.#refreshing = null));
@@ -209,6 +221,8 @@ export class HeraldClient {
         return;
       } catch (err) {
         this.#noteRefreshFailure(err);
+        // The app revoked this channel: its decision stands; no new session.
+        if (err?.code === 'token_revoked') throw err;
       }
     }
     await this.#newSession();
@@ -281,8 +295,9 @@ export class HeraldClient {
   }
 
   #noteRefreshFailure(err) {
-    // 404/405: a gateway without refresh. 401: the token was revoked or
-    // expired. Either way a new session is minted when the old one ends.
+    // 404/405: a gateway without refresh. 401: the token expired (a new
+    // session is minted when the old one ends) or the channel was revoked
+    // (the client stops: see #revoked).
     if (err?.status === 404 || err?.status === 405) this.#refreshUnsupported = true;
     if (err?.status === 401) this.#authFailed = true;
     this.#emitter.emit('error', err);
@@ -296,6 +311,10 @@ export class HeraldClient {
       await this.#obtainSession();
       this.#open();
     } catch (err) {
+      if (err?.code === 'token_revoked') {
+        this.#revoked();
+        return;
+      }
       this.#lastError = `session: ${err.message}`;
       this.#emitter.emit('error', err);
       this.#schedule();
@@ -307,13 +326,17 @@ export class HeraldClient {
     if (this.#client) this.#client.end(true);
     const s = this.session;
     const expiry = Math.max(60, Math.min(MAX_SESSION_EXPIRY_S, Math.floor(remainingMs(s) / 1000) || MAX_SESSION_EXPIRY_S));
-    const client = this.#mqtt.connect(brokerURL(s, this.#http.baseURL), {
+    const url = brokerURL(s, this.#http.baseURL);
+    const reauth = this.#reauthPossible(url);
+    const properties = { sessionExpiryInterval: expiry };
+    if (reauth) properties.authenticationMethod = AUTH_METHOD;
+    const client = this.#mqtt.connect(url, {
       clientId: s.clientId || s.channel,
       username: s.app,
       password: s.token,
       protocolVersion: 5,
       clean: false,
-      properties: { sessionExpiryInterval: expiry },
+      properties,
       keepalive: 60,
       connectTimeout: 15_000,
       // 0 turns off MQTT.js's fixed-period reconnect: #schedule() does it
@@ -325,6 +348,7 @@ export class HeraldClient {
     });
     this.#client = client;
     this.#clientToken = s.token;
+    this.#clientReauth = reauth;
     this.#lastError = '';
     let disconnectReason = null;
     client.on('connect', (connack) => this.#onConnect(client, connack));
@@ -332,6 +356,10 @@ export class HeraldClient {
     client.on('error', (err) => {
       this.#lastError = err.message;
       if (AUTH_CODES.has(err.code)) this.#authFailed = true;
+      if (err.code === BAD_AUTH_METHOD && reauth) {
+        this.#reauthUnsupported = true;
+        this.#attempt = 0;
+      }
     });
     client.on('disconnect', (packet) => {
       disconnectReason = packet?.reasonCode ?? null;
@@ -340,8 +368,42 @@ export class HeraldClient {
     client.on('close', () => {
       if (client !== this.#client || this.#closed) return;
       if (disconnectReason === TOKEN_EXPIRED) this.#attempt = 0;
-      this.#schedule(disconnectReason === TOKEN_EXPIRED || this.#clientToken !== this.session?.token);
+      const retryNow = disconnectReason === TOKEN_EXPIRED || this.#clientToken !== this.session?.token || (this.#reauthUnsupported && this.#clientReauth);
+      this.#schedule(retryNow);
     });
+  }
+
+  /**
+   * Whether to offer re-authentication: Herald's own broker is served on
+   * the gateway's host (/mqtt); AWS IoT Core and other brokers are not,
+   * and may refuse an authentication method they do not know.
+   */
+  #reauthPossible(url) {
+    if (this.#reauthUnsupported || this.#opts.reauthenticate === false) return false;
+    try {
+      return new URL(url).host === new URL(this.#http.baseURL).host;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Hands the renewed token to the live connection (MQTT 5 AUTH 0x19). */
+  #reauthenticate() {
+    const client = this.#client;
+    const token = this.session?.token;
+    // MQTT.js 5.16 has no public call for AUTH; _sendPacket is how its own
+    // handlers send one. Without it the reconnect path still renews.
+    if (!client?.connected || !this.#clientReauth || typeof client._sendPacket !== 'function' || !token) return;
+    const onPacket = (packet) => {
+      if (packet?.cmd !== 'auth') return;
+      client.off('packetreceive', onPacket);
+      if (packet.reasonCode === 0 && client === this.#client) {
+        this.#clientToken = token;
+        this.#emitter.emit('reauthenticated', this.session);
+      }
+    };
+    client.on('packetreceive', onPacket);
+    client._sendPacket({ cmd: 'auth', reasonCode: 0x19, properties: { authenticationMethod: AUTH_METHOD, authenticationData: token } });
   }
 
   #onConnect(client, connack) {
@@ -423,10 +485,21 @@ export class HeraldClient {
       }
       this.#open();
     } catch (err) {
+      if (err?.code === 'token_revoked') {
+        this.#revoked();
+        return;
+      }
       this.#lastError = `session: ${err.message}`;
       this.#emitter.emit('error', err);
       this.#schedule();
     }
+  }
+
+  /** The channel was revoked (DELETE /v1/sessions/{channel}): stop for good. */
+  #revoked() {
+    if (this.#storage) save(this.#storage, this.#storageKey, null);
+    this.close();
+    this.#setState('closed', 'the session was revoked');
   }
 
   #watchNetwork() {

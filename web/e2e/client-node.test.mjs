@@ -129,6 +129,19 @@ describe('client in Node, demo app', () => {
     await until('the event sent during the gap', () => rec.events.some((e) => e.id === id));
   });
 
+  test('a revoked channel ends the client for good (no new session behind the app\'s back)', async (t) => {
+    const client = make();
+    const rec = recorder(client);
+    await client.connect({ signal: AbortSignal.timeout(20_000) });
+    const res = await fetch(`${gw.url}/v1/sessions/${client.channel}`, { method: 'DELETE', headers: { Authorization: `Bearer ${gw.apiKey}` } });
+    await res.arrayBuffer();
+    if (res.status === 404 || res.status === 405) return t.skip('this gateway has no DELETE /v1/sessions/{channel}');
+    assert.equal(res.status, 204);
+    await until('closed', () => client.state === 'closed', 15_000);
+    assert.ok(rec.errors.some((e) => e.code === 'token_revoked'), rec.errors.map((e) => e.message).join('; '));
+    assert.deepEqual(rec.sessions.map((s) => s.reason), ['minted']);
+  });
+
   test('an unknown app is a clear ApiError and connect() gives up on its signal', async () => {
     const client = make({ app: 'no-such-app' });
     const rec = recorder(client);
@@ -167,39 +180,75 @@ describe('client in Node, token lifetime', () => {
     await gw?.stop();
   });
 
-  test('renews the token before it expires and keeps its channel (or, without refresh, takes a new session)', async () => {
-    const client = new HeraldClient({ baseURL: gw.url, app: 'short', storage: null, backoff: { baseMs: 50, capMs: 500 } });
+  /** A client of the short-lived app that records what it reports. */
+  function shortClient(opts = {}) {
+    const client = new HeraldClient({ baseURL: gw.url, app: 'short', storage: null, backoff: { baseMs: 50, capMs: 500 }, ...opts });
     const rec = recorder(client);
+    rec.reauth = 0;
+    client.on('reauthenticated', () => rec.reauth++);
+    return { client, rec };
+  }
+
+  /** Waits past the first token's expiry, then checks an event still arrives on the channel. */
+  async function survivesExpiry(client, rec, first) {
+    await sleep(Math.max(0, Date.parse(first.expiresAt) - Date.now()) + 1_500);
+    const id = eventId();
+    await postEvent(gw, { v: 1, type: 'x.after', id, channel: first.channel, seq: 1 }, 'short-app-api-key-0123456789');
+    await until('the event after the first token expired', () => rec.events.some((e) => e.id === id));
+    assert.equal(client.channel, first.channel);
+    assert.ok(!rec.sessions.some((s) => s.reason === 'replaced'), JSON.stringify(rec.sessions));
+  }
+
+  test('renews the token on the live connection (MQTT 5 re-authentication), same channel, no reconnect', async (t) => {
+    if (!refreshSupported) return t.skip('this gateway has no POST /v1/sessions/refresh');
+    const { client, rec } = shortClient();
     try {
       await client.connect({ signal: AbortSignal.timeout(20_000) });
       const first = rec.sessions[0];
-      if (refreshSupported) {
-        // The margin is a tenth of the lifetime, at least 5 s: renewal at ~5 s.
-        await until('a renewed token', () => rec.sessions.find((s) => s.reason === 'refreshed'), 15_000);
-        const renewed = rec.sessions.find((s) => s.reason === 'refreshed');
-        assert.equal(renewed.channel, first.channel, 'refresh keeps the channel');
-        assert.notEqual(renewed.token, first.token);
-        assert.ok(Date.parse(renewed.expiresAt) > Date.parse(first.expiresAt));
-        // Past the first token's expiry the broker ends that connection; the
-        // client is back on the same channel with the new token at once.
-        await sleep(Math.max(0, Date.parse(first.expiresAt) - Date.now()) + 1_000);
-        const id = eventId();
-        await postEvent(gw, { v: 1, type: 'x.after', id, channel: first.channel, seq: 1 }, 'short-app-api-key-0123456789');
-        await until('the event after the first token expired', () => rec.events.some((e) => e.id === id));
-        assert.equal(client.channel, first.channel);
-        assert.ok(!rec.sessions.some((s) => s.reason === 'replaced' || s.reason === 'minted' && s !== first));
-      } else {
-        // Without refresh: once the token has run out, the next connection
-        // takes a new session (a new channel) instead of failing forever.
-        await sleep(Math.max(0, Date.parse(first.expiresAt) - Date.now()) + 500);
-        client.mqttClient.stream.destroy();
-        await until('a new session', () => rec.sessions.find((s) => s.reason === 'replaced'), 15_000);
-        await until('connected again', () => client.state === 'connected');
-        assert.notEqual(client.channel, first.channel);
-        const id = eventId();
-        await postEvent(gw, { v: 1, type: 'x.after', id, channel: client.channel, seq: 1 }, 'short-app-api-key-0123456789');
-        await until('an event on the new channel', () => rec.events.some((e) => e.id === id));
-      }
+      // The margin is a tenth of the lifetime, at least 5 s: renewal at ~5 s.
+      await until('a renewed token', () => rec.sessions.find((s) => s.reason === 'refreshed'), 15_000);
+      const renewed = rec.sessions.find((s) => s.reason === 'refreshed');
+      assert.equal(renewed.channel, first.channel, 'refresh keeps the channel');
+      assert.notEqual(renewed.token, first.token);
+      assert.ok(Date.parse(renewed.expiresAt) > Date.parse(first.expiresAt));
+      await until('re-authenticated', () => rec.reauth > 0, 5_000);
+      const statesBefore = rec.states.length;
+      await survivesExpiry(client, rec, first);
+      assert.deepEqual(rec.states.slice(statesBefore).filter((s) => s !== 'connected'), [], 'the connection never dropped');
+    } finally {
+      client.close();
+    }
+  });
+
+  test('without re-authentication the broker ends the connection at expiry and the client is back at once with the renewed token', async (t) => {
+    if (!refreshSupported) return t.skip('this gateway has no POST /v1/sessions/refresh');
+    const { client, rec } = shortClient({ reauthenticate: false });
+    try {
+      await client.connect({ signal: AbortSignal.timeout(20_000) });
+      const first = rec.sessions[0];
+      await until('a renewed token', () => rec.sessions.find((s) => s.reason === 'refreshed'), 15_000);
+      await survivesExpiry(client, rec, first);
+      assert.ok(rec.states.includes('reconnecting'), 'the broker ended the connection at the old expiry');
+      assert.equal(rec.reauth, 0);
+    } finally {
+      client.close();
+    }
+  });
+
+  test('without refresh, a token that ran out is replaced by a new session', async (t) => {
+    if (refreshSupported) return t.skip('this gateway renews tokens');
+    const { client, rec } = shortClient();
+    try {
+      await client.connect({ signal: AbortSignal.timeout(20_000) });
+      const first = rec.sessions[0];
+      await sleep(Math.max(0, Date.parse(first.expiresAt) - Date.now()) + 500);
+      client.mqttClient.stream.destroy();
+      await until('a new session', () => rec.sessions.find((s) => s.reason === 'replaced'), 15_000);
+      await until('connected again', () => client.state === 'connected');
+      assert.notEqual(client.channel, first.channel);
+      const id = eventId();
+      await postEvent(gw, { v: 1, type: 'x.after', id, channel: client.channel, seq: 1 }, 'short-app-api-key-0123456789');
+      await until('an event on the new channel', () => rec.events.some((e) => e.id === id));
     } finally {
       client.close();
     }
