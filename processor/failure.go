@@ -13,6 +13,7 @@ var failureMessages = map[convert.Code]string{
 	convert.CodeCorruptInput:      "the file could not be read: it is empty, truncated or damaged",
 	convert.CodeTimeout:           "the conversion took too long and was stopped",
 	convert.CodeConverterFailed:   "the file could not be converted",
+	convert.CodeWrongFormat:       "the converter did not produce the expected file type",
 }
 
 // FailureMessage returns the job.failed message for code.
