@@ -62,18 +62,6 @@ func BenchmarkCommandPipeline(b *testing.B) {
 		b.StopTimer()
 		rawB := rawRun(b, paths, jobs/2, jobs-jobs/2, byHand)
 		b.StartTimer()
-		raw := float64(jobs) / (rawA.wall + rawB.wall).Seconds()
-		rate := float64(jobs) / elapsed.Seconds()
-		heraldCPU, convCPU := ms(self1-self0)/jobs, ms(children1-children0)/jobs
-		rawCPU := ms(rawA.cpu+rawB.cpu) / jobs
-		b.ReportMetric(rate, "jobs/s")
-		b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
-		b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
-		b.ReportMetric(raw, "raw-files/s")
-		b.ReportMetric(rate/raw, "ratio")
-		b.ReportMetric(heraldCPU, "herald-cpu-ms/job")
-		b.ReportMetric(convCPU, "conv-cpu-ms/job")
-		b.ReportMetric(rawCPU, "raw-cpu-ms/file")
-		b.ReportMetric(rawCPU/(heraldCPU+convCPU), "cpu-ratio")
+		reportVsRaw(b, jobs, elapsed, lat, self1-self0, children1-children0, rawA, rawB)
 	}
 }

@@ -84,23 +84,11 @@ func BenchmarkPipeline(b *testing.B) {
 		b.StopTimer()
 		rawB := rawThumbnails(b, paths, jobs/2, jobs-jobs/2)
 		b.StartTimer()
-		raw := float64(jobs) / (rawA.wall + rawB.wall).Seconds()
-		rawCPU := ms(rawA.cpu+rawB.cpu) / jobs
 		// The idle jobs ran after self1, so only the batch is counted.
-		heraldCPU, convCPU := ms(self1-self0)/jobs, ms(children1-children0)/jobs
-		rate := float64(jobs) / elapsed.Seconds()
-		b.ReportMetric(rate, "jobs/s")
-		b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
-		b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+		reportVsRaw(b, jobs, elapsed, lat, self1-self0, children1-children0, rawA, rawB)
 		b.ReportMetric(ms(percentile(notify, 50)), "notify-p50-ms")
 		b.ReportMetric(ms(percentile(notify, 99)), "notify-p99-ms")
 		b.ReportMetric(ms(percentile(idle, 50)), "idle-p50-ms")
-		b.ReportMetric(raw, "raw-files/s")
-		b.ReportMetric(rate/raw, "ratio")
-		b.ReportMetric(heraldCPU, "herald-cpu-ms/job")
-		b.ReportMetric(convCPU, "conv-cpu-ms/job")
-		b.ReportMetric(rawCPU, "raw-cpu-ms/file")
-		b.ReportMetric(rawCPU/(heraldCPU+convCPU), "cpu-ratio")
 	}
 }
 
@@ -145,6 +133,26 @@ func uploadAll(b *testing.B, e *env, n int, job func(i int) (name, contentType s
 		lat = append(lat, got.Sub(uploaded[i]))
 	}
 	return ids, lat, last.Sub(start)
+}
+
+// reportVsRaw reports a batch of jobs against the raw runs of the same
+// files: jobs/s, latency percentiles, raw-files/s and their ratio, and
+// the CPU per job (this process; its converter children) and per raw
+// file with their ratio.
+func reportVsRaw(b *testing.B, jobs int, elapsed time.Duration, lat []time.Duration, self, children time.Duration, rawA, rawB rawResult) {
+	raw := float64(jobs) / (rawA.wall + rawB.wall).Seconds()
+	rawCPU := ms(rawA.cpu+rawB.cpu) / float64(jobs)
+	heraldCPU, convCPU := ms(self)/float64(jobs), ms(children)/float64(jobs)
+	rate := float64(jobs) / elapsed.Seconds()
+	b.ReportMetric(rate, "jobs/s")
+	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+	b.ReportMetric(raw, "raw-files/s")
+	b.ReportMetric(rate/raw, "ratio")
+	b.ReportMetric(heraldCPU, "herald-cpu-ms/job")
+	b.ReportMetric(convCPU, "conv-cpu-ms/job")
+	b.ReportMetric(rawCPU, "raw-cpu-ms/file")
+	b.ReportMetric(rawCPU/(heraldCPU+convCPU), "cpu-ratio")
 }
 
 // cpuTimes returns the CPU time (user+sys) used so far by this process
