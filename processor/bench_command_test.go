@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // BenchmarkCommandPipeline runs the documented jpegtran pipeline
@@ -27,7 +29,7 @@ func BenchmarkCommandPipeline(b *testing.B) {
 	var paths []string
 	for i := range 8 {
 		name := fmt.Sprintf("photo-%d.jpg", i)
-		files = append(files, genNoise(b, dir, name, 1500, 1000))
+		files = append(files, testkit.ReadFile(b, testkit.NoiseImage(b, dir, name, 1500, 1000)))
 		paths = append(paths, filepath.Join(dir, name))
 	}
 	e := newEnv(b, func(c *Config) {
