@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/job"
 	"github.com/heraldgw/herald/localaws"
+	"github.com/heraldgw/herald/processor/convert"
 )
 
 // newMultipartIntake is an Intake on a real localaws (no processor).
@@ -111,6 +114,45 @@ func TestCheckParts(t *testing.T) {
 	for _, tt := range tests {
 		if got := checkParts(tt.parts, held, tt.max); !errors.Is(got, tt.want) || (tt.want == nil && got != nil) {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestBigOutputStoredInParts: an output of OutputPartSize or more is
+// stored with a multipart upload (its ETag says how many parts), its
+// record in the object's metadata as for a single PUT.
+func TestBigOutputStoredInParts(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.OutputPartSize = job.MinPartSize })
+	ctx := context.Background()
+	dir := t.TempDir()
+	tests := []struct {
+		file      string
+		size      int64
+		wantParts string
+	}{
+		{"big.bin", 2*job.MinPartSize + 123, "-3"},
+		{"small.bin", job.MinPartSize - 1, ""},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(dir, tt.file)
+		if err := os.WriteFile(path, bytes.Repeat([]byte{1}, int(tt.size)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st := &State{App: testApp, Channel: e.channel, JobID: "job1"}
+		out := convert.Output{Name: "copy", Path: path, ContentType: "application/octet-stream", Bytes: tt.size}
+		if err := e.proc.storeFile(ctx, st, tt.file, out, usage{}); err != nil {
+			t.Fatal(err)
+		}
+		head, err := e.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(localaws.DefaultBucket), Key: aws.String(st.job().OutputKey(tt.file))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		etag := strings.Trim(aws.ToString(head.ETag), `"`)
+		if got := etag[strings.IndexByte(etag+"-", '-'):]; got != tt.wantParts {
+			t.Errorf("%s: ETag %s, want the suffix %q", tt.file, etag, tt.wantParts)
+		}
+		if aws.ToInt64(head.ContentLength) != tt.size || head.Metadata[metaName] != "copy" || head.Metadata[metaJob] != "job1" {
+			t.Errorf("%s: %d bytes, metadata %v", tt.file, aws.ToInt64(head.ContentLength), head.Metadata)
 		}
 	}
 }

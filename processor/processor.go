@@ -88,6 +88,11 @@ type Config struct {
 	// than a quarter of it are not cached. The cache lives in a directory
 	// under WorkDir that Run removes when it returns.
 	InputCacheBytes int64
+	// OutputPartSize is the part size of outputs stored with a multipart
+	// upload: an output this big or bigger goes in parts, two at a time,
+	// read from its file (never buffered whole); default 16 MiB, at least
+	// 5 MiB (S3's minimum part).
+	OutputPartSize int64
 	// Metrics registers the processor's metrics (herald_processor_*); nil
 	// registers none.
 	Metrics prometheus.Registerer
@@ -141,6 +146,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.InputCacheBytes == 0 {
 		c.InputCacheBytes = 1 << 30
 	}
+	if c.OutputPartSize <= 0 {
+		c.OutputPartSize = DefaultOutputPartSize
+	}
+	c.OutputPartSize = max(c.OutputPartSize, job.MinPartSize)
 	if c.MarkerPrefix == "" {
 		c.MarkerPrefix = job.RecordsPrefix
 	}

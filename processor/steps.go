@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/heraldgw/herald/event"
@@ -203,8 +204,13 @@ func (p *Processor) convertAndStore(ctx context.Context, st *State, spec convert
 	return false, nil
 }
 
+// DefaultOutputPartSize is Config.OutputPartSize's default.
+const DefaultOutputPartSize = 16 << 20
+
 // storeFile stores one converted file as output file of the job, its
-// record in the object's metadata.
+// record in the object's metadata. A big output goes up in parts (a
+// single PUT is limited to 5 GiB and restarts from zero when it fails),
+// each part read from the file as it is sent.
 func (p *Processor) storeFile(ctx context.Context, st *State, file string, out convert.Output, cost usage) error {
 	key := st.job().OutputKey(file)
 	f, err := os.Open(out.Path)
@@ -214,8 +220,16 @@ func (p *Processor) storeFile(ctx context.Context, st *State, file string, out c
 	defer f.Close()
 	rec := event.Output{Name: out.Name, Key: key, ContentType: out.ContentType, Width: out.Width, Height: out.Height,
 		Duration: out.Duration.Seconds(), Bytes: out.Bytes}
-	if _, err := p.cfg.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(key), Body: f,
-		ContentLength: aws.Int64(out.Bytes), ContentType: aws.String(out.ContentType), Metadata: outputMeta(st.JobID, rec, cost)}); err != nil {
+	in := &s3.PutObjectInput{Bucket: aws.String(p.cfg.Bucket), Key: aws.String(key), Body: f,
+		ContentLength: aws.Int64(out.Bytes), ContentType: aws.String(out.ContentType), Metadata: outputMeta(st.JobID, rec, cost)}
+	if out.Bytes < p.cfg.OutputPartSize {
+		_, err = p.cfg.S3.PutObject(ctx, in)
+	} else {
+		_, err = manager.NewUploader(p.cfg.S3, func(u *manager.Uploader) {
+			u.PartSize, u.Concurrency = p.cfg.OutputPartSize, 2
+		}).Upload(ctx, in)
+	}
+	if err != nil {
 		return fmt.Errorf("store output s3://%s/%s: %w", p.cfg.Bucket, key, err)
 	}
 	return nil
