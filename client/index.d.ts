@@ -132,6 +132,19 @@ export interface UploadGrant {
   expiresAt: string;
 }
 
+/** An endpoint for @uppy/aws-s3 (POST /v1/uploads/endpoint) with the app's limits. */
+export interface UploadEndpoint {
+  /** Pass as @uppy/aws-s3's `companionEndpoint`; it carries an upload token. */
+  companionEndpoint: string;
+  expiresAt: string;
+  /** The largest file sent in one request (Companion's /s3/params). */
+  maxUploadBytes: number;
+  /** The largest file sent in parts. */
+  maxObjectBytes: number;
+  /** Allowed content types ("image/*" style); empty: whatever is converted. */
+  allowedTypes: string[];
+}
+
 export interface UploadOptions {
   contentType?: string;
   onGrant?: (grant: UploadGrant) => void;
@@ -203,6 +216,8 @@ export declare class HeraldClient {
   /** Renews the token now: same channel, new token. */
   refresh(): Promise<Session>;
   createUpload(req: UploadRequest): Promise<UploadGrant>;
+  /** An endpoint for Uppy's @uppy/aws-s3 (`companionEndpoint`) and the app's upload limits. */
+  uploadEndpoint(): Promise<UploadEndpoint>;
   /** Uploads straight to the bucket; resolves with the grant (grant.jobId is the job). */
   upload(file: Blob & { name?: string }, opts?: UploadOptions): Promise<UploadGrant>;
   close(): void;
@@ -241,6 +256,8 @@ export declare function brokerURL(session: Pick<Session, 'mqtt'> | null | undefi
 export declare function memoryStorage(): SessionStorageLike;
 /** The content type to declare for a file (guessed from its name when the browser leaves it empty). */
 export declare function contentTypeOf(file: { name: string; type?: string }): string;
+/** The job id in an upload key uploads/{app}/{channel}/{jobId}/{filename}, or "". */
+export declare function jobIdOfKey(key: string): string;
 export declare function postToBucket(
   grant: Pick<UploadGrant, 'url' | 'fields'>,
   file: Blob & { name?: string },

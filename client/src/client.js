@@ -11,7 +11,7 @@ import { Emitter } from './emitter.js';
 import { Deduper, jobIdOfTopic, parseEnvelope } from './events.js';
 import { Jobs } from './jobs.js';
 import { defaultStorage, load, save } from './storage.js';
-import { createUpload, postToBucket } from './uploads.js';
+import { createUpload, createUploadEndpoint, postToBucket } from './uploads.js';
 
 // CONNACK codes meaning "these credentials will never work": MQTT 5 0x85
 // client id not valid, 0x86 bad user name or password, 0x87 not authorized,
@@ -180,6 +180,15 @@ export class HeraldClient {
   async createUpload(req) {
     await this.#sessionReady();
     return createUpload(this.#http, this.session.token, req);
+  }
+
+  /**
+   * An endpoint for Uppy's @uppy/aws-s3 (`companionEndpoint`) with the app's
+   * upload limits: POST /v1/uploads/endpoint with the session token.
+   */
+  async uploadEndpoint() {
+    await this.#sessionReady();
+    return createUploadEndpoint(this.#http, this.session.token);
   }
 
   /**

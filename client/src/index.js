@@ -6,5 +6,5 @@ export { backoffDelay, BACKOFF_DEFAULTS } from './backoff.js';
 export { Deduper, JobView, JOB_STATES, isTerminal, jobIdOfTopic, parseEnvelope, stateForType } from './events.js';
 export { Jobs } from './jobs.js';
 export { memoryStorage } from './storage.js';
-export { contentTypeOf, postToBucket, UploadError } from './uploads.js';
+export { contentTypeOf, jobIdOfKey, postToBucket, UploadError } from './uploads.js';
 export { workerTimer } from './timers.js';

@@ -103,3 +103,21 @@ export function createUpload(http, token, req) {
   const contentType = req.contentType || contentTypeOf({ name: req.filename, type: '' });
   return call(http, '/v1/uploads', { bearer: token, body: { filename: req.filename, contentType, size: req.size }, ok: [200, 201] });
 }
+
+/**
+ * Asks for an upload endpoint for Uppy's @uppy/aws-s3 (Companion mode):
+ * POST /v1/uploads/endpoint with the session token. The answer's
+ * companionEndpoint carries an upload token in its path, since @uppy/aws-s3
+ * sends no headers of its caller's; the limits are the app's.
+ * @param {{baseURL: string, fetch: typeof fetch}} http
+ * @param {string} token
+ */
+export function createUploadEndpoint(http, token) {
+  return call(http, '/v1/uploads/endpoint', { bearer: token, ok: [200, 201] });
+}
+
+/** The job id in an upload key uploads/{app}/{channel}/{jobId}/{filename}, or ''. */
+export function jobIdOfKey(key) {
+  const parts = typeof key === 'string' ? key.split('/') : [];
+  return parts.length === 5 && parts[0] === 'uploads' ? parts[3] : '';
+}

@@ -22,3 +22,14 @@ export const chromiumOptions = {
 export function launchBrowser() {
   return chromium.launch(chromiumOptions);
 }
+
+/**
+ * Picks files in the demo page's Uppy Dashboard as a person would (through
+ * "add more" once files are listed). `files` is what Playwright's
+ * setInputFiles takes: paths or {name, mimeType, buffer}.
+ */
+export async function addFiles(page, files) {
+  const input = page.locator('input.uppy-Dashboard-input[name="files[]"]').first();
+  if ((await input.count()) === 0) await page.locator('.uppy-DashboardContent-addMore').click();
+  await input.setInputFiles(files);
+}

@@ -2,6 +2,9 @@
 // tests need no fixtures and no image tools. Pixel content is a gradient that
 // makes thumbnails recognisable in screenshots.
 
+import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { finished } from 'node:stream/promises';
 import { deflateSync } from 'node:zlib';
 
 /** Pixel colour at (x, y) of a w×h gradient: [r, g, b]. */
@@ -53,29 +56,33 @@ export function makePNG(w, h) {
   ]);
 }
 
-/** An uncompressed little-endian baseline RGB TIFF. */
-export function makeTIFF(w, h) {
-  const pixels = Buffer.alloc(w * h * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) pixels.set(gradient(x, y, w, h), (y * w + x) * 3);
+/**
+ * The header of an uncompressed little-endian baseline TIFF of w×h pixels
+ * with `samples` 8-bit samples each (3 RGB, 4 RGBA), the pixels following
+ * it in one strip of w*h*samples bytes.
+ */
+function tiffHeader(w, h, samples) {
+  const bytes = w * h * samples;
   const entries = [
     [256, 4, 1, w], // ImageWidth LONG
     [257, 4, 1, h], // ImageLength
-    [258, 3, 3, 'bps'], // BitsPerSample SHORT[3] -> offset
+    [258, 3, samples, 'bps'], // BitsPerSample SHORT[samples] -> offset
     [259, 3, 1, 1], // Compression none
     [262, 3, 1, 2], // Photometric RGB
     [273, 4, 1, 'strip'], // StripOffsets
-    [277, 3, 1, 3], // SamplesPerPixel
+    [277, 3, 1, samples], // SamplesPerPixel
     [278, 4, 1, h], // RowsPerStrip
-    [279, 4, 1, pixels.length], // StripByteCounts
+    [279, 4, 1, bytes], // StripByteCounts
     [282, 5, 1, 'res'], // XResolution RATIONAL
     [283, 5, 1, 'res'], // YResolution
     [284, 3, 1, 1], // PlanarConfiguration chunky
     [296, 3, 1, 2], // ResolutionUnit inch
   ];
+  if (samples === 4) entries.push([338, 3, 1, 2]); // ExtraSamples: unassociated alpha
   const ifdOffset = 8;
   const ifdSize = 2 + entries.length * 12 + 4;
   const bpsOffset = ifdOffset + ifdSize;
-  const resOffset = bpsOffset + 6;
+  const resOffset = bpsOffset + 2 * samples;
   const stripOffset = resOffset + 8;
   const head = Buffer.alloc(stripOffset);
   head.write('II', 0, 'latin1');
@@ -92,10 +99,41 @@ export function makeTIFF(w, h) {
     else head.writeUInt32LE(v, at + 8);
   });
   head.writeUInt32LE(0, ifdOffset + 2 + entries.length * 12); // no next IFD
-  [8, 8, 8].forEach((b, i) => head.writeUInt16LE(b, bpsOffset + i * 2));
+  for (let i = 0; i < samples; i++) head.writeUInt16LE(8, bpsOffset + i * 2);
   head.writeUInt32LE(72, resOffset);
   head.writeUInt32LE(1, resOffset + 4);
-  return Buffer.concat([head, pixels]);
+  return head;
+}
+
+/** An uncompressed little-endian baseline RGB TIFF. */
+export function makeTIFF(w, h) {
+  const pixels = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) pixels.set(gradient(x, y, w, h), (y * w + x) * 3);
+  return Buffer.concat([tiffHeader(w, h, 3), pixels]);
+}
+
+/**
+ * Writes a w×h RGBA TIFF to `path` a row at a time (files of hundreds of
+ * MiB never sit in memory) and returns its size in bytes.
+ */
+export async function writeTIFF(path, w, h) {
+  const out = createWriteStream(path);
+  const write = (buf) => (out.write(buf) ? Promise.resolve() : once(out, 'drain'));
+  const head = tiffHeader(w, h, 4);
+  await write(head);
+  // The gradient changes every 64 rows, so a band is one buffer.
+  const band = 64;
+  for (let y = 0; y < h; y += band) {
+    const rows = Math.min(band, h - y);
+    const row = Buffer.alloc(w * 4);
+    for (let x = 0; x < w; x++) row.set([...gradient(x, y, w, h), 255], x * 4);
+    const buf = Buffer.alloc(row.length * rows);
+    for (let r = 0; r < rows; r++) row.copy(buf, r * row.length);
+    await write(buf);
+  }
+  out.end();
+  await finished(out);
+  return head.length + w * h * 4;
 }
 
 /** A flat 8-bit RGB Photoshop file (no layers, raw image data). */

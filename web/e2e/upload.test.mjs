@@ -1,17 +1,18 @@
-// Upload end to end in headless Chromium: the page asks POST /v1/uploads for a
-// presigned POST, sends each file (TIFF, PSD, WAV) straight to the bucket with
-// XHR, and its job cards reach "completed" from MQTT events alone. The network
-// log shows that nothing polls: after the upload, the page's only requests are
-// the GETs of the outputs it displays.
+// Upload end to end in headless Chromium: the page's Uppy asks the gateway
+// (GET …/s3/params, Companion's protocol) for a presigned POST, sends each
+// file (TIFF, PSD, WAV) straight to the bucket, and its job cards reach
+// "completed" from MQTT events alone. The network log shows that nothing
+// polls: after the upload, the page's only requests are the GETs of the
+// outputs it displays.
 //
-// Needs the processor role. It skips when POST /v1/uploads answers 404 or
-// 503 "unavailable" (a gateway without uploads).
+// Needs the processor role. It skips when POST /v1/uploads/endpoint answers
+// 404 or 503 "unavailable" (a gateway without uploads).
 
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { launchBrowser } from './browser.mjs';
+import { addFiles, launchBrowser } from './browser.mjs';
 import { outputDir, startGateway } from './gateway.mjs';
 import { makePSD, makeTIFF, makeWAV } from './media.mjs';
 
@@ -48,21 +49,18 @@ test('uploads go straight to the bucket and job cards complete from MQTT events 
   const session = await page.evaluate(() => window.herald.session);
 
   // Probe: is the upload API there at all?
-  const probe = await fetch(`${gw.url}/v1/uploads`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${session.token}` },
-    body: JSON.stringify({ filename: 'probe.png', contentType: 'image/png', size: 10 }),
-  });
+  const probe = await fetch(`${gw.url}/v1/uploads/endpoint`, { method: 'POST', headers: { Authorization: `Bearer ${session.token}` } });
   const probeBody = await probe.json().catch(() => ({}));
   if (probe.status === 404 || (probe.status === 503 && probeBody?.error?.code === 'unavailable')) {
-    t.skip(`POST /v1/uploads answered ${probe.status} ${JSON.stringify(probeBody)}: this gateway has no upload support yet`);
+    t.skip(`POST /v1/uploads/endpoint answered ${probe.status} ${JSON.stringify(probeBody)}: this gateway has no upload support yet`);
     await context.close();
     return;
   }
-  assert.equal(probe.status, 201, `POST /v1/uploads probe: ${JSON.stringify(probeBody)}`);
+  assert.equal(probe.status, 201, `POST /v1/uploads/endpoint probe: ${JSON.stringify(probeBody)}`);
+  await page.waitForSelector('#uploader[data-ready="true"]', { timeout: 20_000 });
 
   const startIndex = requests.length;
-  await page.setInputFiles('#file', FILES.map(({ name, mimeType, buffer }) => ({ name, mimeType, buffer })));
+  await addFiles(page, FILES.map(({ name, mimeType, buffer }) => ({ name, mimeType, buffer })));
 
   // Every card ends completed (a failed card fails the test with its error).
   const cards = page.locator('.job');
@@ -90,18 +88,18 @@ test('uploads go straight to the bucket and job cards complete from MQTT events 
     timeout: 20_000,
   });
 
-  // Nobody polls: after the files were picked, the gateway saw one POST
-  // /v1/uploads per file and nothing else; the bucket got one POST per file;
+  // Nobody polls: after the files were picked, the gateway saw one GET
+  // …/s3/params per file and nothing else; the bucket got one POST per file;
   // every other request is a GET of a converted output, each fetched once.
-  const after = requests.slice(startIndex);
+  const after = requests.slice(startIndex).filter((r) => /^https?:/.test(r.url));
   const gwOrigin = new URL(gw.url).origin;
   const toGateway = after.filter((r) => new URL(r.url).origin === gwOrigin);
   // GET /v1/jobs/{jobId} exists for services; the page never asks it.
   const jobReads = toGateway.filter((r) => new URL(r.url).pathname.startsWith('/v1/jobs'));
   assert.deepEqual(jobReads.map((r) => r.url), [], 'the page polled the jobs API');
   assert.deepEqual(
-    toGateway.map((r) => `${r.method} ${new URL(r.url).pathname}`),
-    FILES.map(() => 'POST /v1/uploads'),
+    toGateway.map((r) => `${r.method} ${new URL(r.url).pathname.replace(/^\/v1\/uploads\/[^/]+\//, '/v1/uploads/{token}/')}`),
+    FILES.map(() => 'GET /v1/uploads/{token}/s3/params'),
   );
   const others = after.filter((r) => new URL(r.url).origin !== gwOrigin);
   const posts = others.filter((r) => r.method === 'POST');

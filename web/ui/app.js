@@ -6,6 +6,7 @@
 import { contentTypeOf, HeraldClient, workerTimer } from '@heraldgw/client';
 import { JobBoard } from './jobs.js';
 import { EventLog } from './log.js';
+import { createUploader, Refusals } from './uploader.js';
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -17,7 +18,6 @@ const detailEl = $('#status-detail');
 const channelEl = $('#channel');
 const topicEl = $('#topic');
 const expiresEl = $('#expires');
-const uploadMsg = $('#upload-message');
 
 const log = new EventLog($('#events'), $('#events-empty'));
 const jobs = new JobBoard($('#jobs'), $('#jobs-empty'));
@@ -62,8 +62,9 @@ function showSession(session, reason) {
   expiresEl.title = session.expiresAt ?? '';
   expiresEl.dataset.reason = reason;
   $('#try-curl').textContent = curlExample(session);
-  $('#upload').classList.remove('disabled');
-  $('#file').disabled = false;
+  uploader.useSession(session).then((ep) => {
+    if (ep) $('#uploader').dataset.ready = 'true';
+  });
 }
 
 function curlExample(session) {
@@ -87,6 +88,9 @@ function showAppProblem(err) {
   $('#app-problem').hidden = false;
 }
 
+const uploader = createUploader({ client, target: $('#uploader'), jobs, refusals: new Refusals($('#upload-errors')) });
+herald.uppy = uploader.uppy;
+
 client.on('state', setStatus);
 client.on('error', showAppProblem);
 client.on('session', () => ($('#app-problem').hidden = true));
@@ -96,65 +100,6 @@ client.on('invalid', ({ topic, error }) => log.addInvalid(topic, error));
 client.jobs.on('*', (env, view) => jobs.show(view));
 client.connect().catch(() => {
   // Only close() rejects; the state pill shows everything else.
-});
-
-// --- uploads ---------------------------------------------------------------
-
-function say(text, kind = 'info') {
-  uploadMsg.textContent = text;
-  uploadMsg.dataset.kind = kind;
-  uploadMsg.hidden = !text;
-}
-
-async function uploadFile(file) {
-  if (!client.session) {
-    say('No session yet: wait for the connection.', 'error');
-    return;
-  }
-  let jobId = null;
-  try {
-    await client.upload(file, {
-      contentType: contentTypeOf(file),
-      onGrant: (grant) => {
-        say('');
-        jobId = grant.jobId;
-        jobs.startUpload(jobId, file);
-      },
-      onProgress: (loaded, total) => jobs.uploadProgress(jobId, loaded, total),
-    });
-    jobs.uploadDone(jobId);
-  } catch (err) {
-    if (jobId) {
-      jobs.uploadFailed(jobId, err.code ?? 'upload_failed', err.message);
-      return;
-    }
-    const hint = err.status === 404 || err.code === 'unavailable' ? ' (this gateway runs without uploads)' : '';
-    say(`${file.name}: ${err.message}${hint}`, 'error');
-  }
-}
-
-function uploadAll(files) {
-  for (const file of files) uploadFile(file);
-}
-
-const drop = $('#upload');
-const input = $('#file');
-input.addEventListener('change', () => {
-  uploadAll([...input.files]);
-  input.value = '';
-});
-for (const type of ['dragenter', 'dragover']) {
-  drop.addEventListener(type, (e) => {
-    e.preventDefault();
-    drop.classList.add('dragging');
-  });
-}
-for (const type of ['dragleave', 'drop']) {
-  drop.addEventListener(type, () => drop.classList.remove('dragging'));
-}
-drop.addEventListener('drop', (e) => {
-  e.preventDefault();
-  if (client.session) uploadAll([...(e.dataTransfer?.files ?? [])]);
 });
 
 $('#copy-channel').addEventListener('click', async () => {
@@ -173,6 +118,4 @@ $('#clear-log').addEventListener('click', () => {
   $('#events-empty').hidden = false;
 });
 
-// Exposed for tests that feed a File directly.
-herald.upload = uploadFile;
 herald.contentTypeOf = contentTypeOf;

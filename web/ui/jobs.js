@@ -38,6 +38,8 @@ export class JobBoard {
   uploadProgress(jobId, loaded, total) {
     const job = this.get(jobId);
     job.upload = { loaded, total: total || job.size, done: false };
+    // A retried or resumed upload is going again.
+    job.uploadError = null;
     this.render(job);
   }
 
@@ -56,6 +58,18 @@ export class JobBoard {
     const job = this.get(jobId);
     job.uploadError = { code, message };
     this.render(job);
+  }
+
+  /**
+   * Drops the card of an upload that was cancelled or replaced before any
+   * event of its job arrived; a job with events keeps its card.
+   */
+  forget(jobId) {
+    const job = this.jobs.get(jobId);
+    if (!job || job.view.state !== 'pending') return;
+    job.el.remove();
+    this.jobs.delete(jobId);
+    if (this.empty && this.jobs.size === 0) this.empty.hidden = false;
   }
 
   /**
