@@ -147,15 +147,17 @@ test('a 300 MiB file goes up in parts, resumes after the network is cut without 
   assert.equal(state, 'completed', `job card: ${await card.locator('.job-error').textContent().catch(() => state)}`);
   assert.ok((await card.locator('img').count()) >= 1, 'the completed card shows the converted images');
 
-  // Every part was stored exactly once; none stored before the cut was sent again.
-  assert.equal(stored.size, nParts, `parts stored: ${[...stored.keys()].sort((a, b) => a - b)}`);
+  // localaws stored each part exactly once. (The browser may not see the
+  // answer for a part stored just as the upload paused; the resume learns
+  // of it from ListParts and does not send it again.)
+  assert.equal((await partsCounted()) - before, nParts, 'localaws stored a part more than once, or missed one');
+  for (let n = 1; n <= nParts; n++) assert.ok(sent.has(n), `part ${n} was never sent`);
   for (const [n, c] of stored) assert.equal(c, 1, `part ${n} stored ${c} times`);
   assert.ok(cutAt.size >= nParts / 4 && cutAt.size < nParts, `cut after ${cutAt.size} of ${nParts} parts`);
   // A part stored before an interruption is never sent after it.
   const resent = sentAfterCut.filter((n) => cutAt.has(n));
   assert.deepEqual(resent, [], 'parts finished before the cut were sent again');
   for (const n of interruptions[1]) assert.equal(sent.get(n), 1, `part ${n}, stored before the pause, was sent ${sent.get(n)} times`);
-  assert.equal((await partsCounted()) - before, nParts, 'localaws stored a part more than once');
   // The resume after the pause asked which parts the bucket holds (ListParts).
   assert.ok(gatewayCalls.some((c) => /^GET \/v1\/uploads\/\{token\}\/s3\/multipart\/[^/]+$/.test(c)), `no ListParts in ${gatewayCalls.join(', ')}`);
   assert.ok(gatewayCalls.includes('POST /v1/uploads/{token}/s3/multipart'));
