@@ -3,18 +3,13 @@ package bridge_test
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/paho"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldgw/herald/bridge"
@@ -79,93 +74,11 @@ func startBridge(t *testing.T, cfg bridge.MQTTConfig) *bridge.MQTT {
 	return b
 }
 
-// subscriber is a paho.golang MQTT 5 client on Mosquitto's WebSocket
-// listener, standing in for the browser's MQTT.js: it subscribes to one
-// channel with a persistent session and records every event it receives.
-type subscriber struct {
-	mu   sync.Mutex
-	got  []*event.Envelope
-	pubs []*paho.Publish
-	cm   *autopaho.ConnectionManager
-	more chan struct{}
-}
-
-func subscribe(t *testing.T, wsURL, filter string) *subscriber {
+// subscribe stands in for a browser's MQTT.js on Mosquitto's WebSocket
+// listener: one channel, a persistent session.
+func subscribe(t *testing.T, wsURL, filter string) *testkit.Subscriber {
 	t.Helper()
-	u, _ := url.Parse(wsURL)
-	s := &subscriber{more: make(chan struct{}, 1)}
-	ready := make(chan struct{})
-	var once sync.Once
-	ctx, cancel := context.WithCancel(context.Background())
-	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-		ServerUrls: []*url.URL{u}, KeepAlive: 30, SessionExpiryInterval: 600,
-		// Clean Start off even at first: Mosquitto 2.0 persists only
-		// sessions that did not start clean. The client id is new anyway.
-		CleanStartOnInitialConnection: false,
-		ReconnectBackoff:              autopaho.NewConstantBackoff(200 * time.Millisecond),
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, ca *paho.Connack) {
-			if !ca.SessionPresent {
-				if _, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
-					t.Errorf("subscribe %s: %v", filter, err)
-				}
-			}
-			once.Do(func() { close(ready) })
-		},
-		ClientConfig: paho.ClientConfig{
-			ClientID: "browser-" + newChannel(t)[:10],
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				var e event.Envelope
-				if err := json.Unmarshal(pr.Packet.Payload, &e); err != nil {
-					t.Errorf("payload on %s: %v", pr.Packet.Topic, err)
-					return true, nil
-				}
-				s.mu.Lock()
-				s.got = append(s.got, &e)
-				s.pubs = append(s.pubs, pr.Packet)
-				s.mu.Unlock()
-				select {
-				case s.more <- struct{}{}:
-				default:
-				}
-				return true, nil
-			}},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cm = cm
-	t.Cleanup(func() {
-		cancel()
-		<-cm.Done()
-	})
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("subscriber did not connect")
-	}
-	return s
-}
-
-// waitFor waits until n events arrived and returns a copy of them.
-func (s *subscriber) waitFor(t *testing.T, n int, within time.Duration) ([]*event.Envelope, []*paho.Publish) {
-	t.Helper()
-	deadline := time.After(within)
-	for {
-		s.mu.Lock()
-		if len(s.got) >= n {
-			got, pubs := append([]*event.Envelope(nil), s.got...), append([]*paho.Publish(nil), s.pubs...)
-			s.mu.Unlock()
-			return got, pubs
-		}
-		have := len(s.got)
-		s.mu.Unlock()
-		select {
-		case <-s.more:
-		case <-deadline:
-			t.Fatalf("got %d events within %v, want %d", have, within, n)
-		}
-	}
+	return testkit.Subscribe(t, testkit.SubscriberConfig{URL: wsURL, ClientID: "browser-" + newChannel(t)[:10], Filter: filter, SessionExpiry: 600})
 }
 
 func TestMQTTDeliversOverEachTransport(t *testing.T) {
@@ -193,7 +106,8 @@ func TestMQTTDeliversOverEachTransport(t *testing.T) {
 					t.Fatalf("Publish: %v", err)
 				}
 			}
-			got, pubs := sub.waitFor(t, 3, 10*time.Second)
+			pubs := sub.Wait(t, 3, 10*time.Second)
+			got := testkit.Decode[event.Envelope](t, pubs)
 			for i, e := range got {
 				if e.Seq != int64(i+1) {
 					t.Errorf("event %d: got seq %d, want %d", i, e.Seq, i+1)
@@ -208,7 +122,8 @@ func TestMQTTDeliversOverEachTransport(t *testing.T) {
 			}
 			// The final event is retained: a late subscriber still gets it.
 			late := subscribe(t, "ws://"+m.WSAddr, topic.ChannelFilter("demo", ch))
-			lgot, lpubs := late.waitFor(t, 1, 10*time.Second)
+			lpubs := late.Wait(t, 1, 10*time.Second)
+			lgot := testkit.Decode[event.Envelope](t, lpubs)
 			if lgot[0].Type != event.TypeCompleted || !lpubs[0].Retain {
 				t.Errorf("late subscriber: got %s retain=%v, want retained %s", lgot[0].Type, lpubs[0].Retain, event.TypeCompleted)
 			}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldgw/herald/bridge"
+	"github.com/heraldgw/herald/event"
 	"github.com/heraldgw/herald/internal/testkit"
 )
 
@@ -50,22 +51,14 @@ func TestMQTTBrokerRestartMidStream(t *testing.T) {
 	all = append(all, publish(perPhase)...)
 
 	// Wait until every distinct event arrived.
-	deadline := time.Now().Add(30 * time.Second)
 	var unique map[string]int
-	for {
-		got, _ := sub.waitFor(t, 1, time.Second)
+	testkit.Eventually(30*time.Second, func() bool {
 		unique = map[string]int{}
-		for _, e := range got {
+		for _, e := range testkit.Decode[event.Envelope](t, sub.Messages()) {
 			unique[e.ID]++
 		}
-		if len(unique) >= 3*perPhase || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-sub.more:
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return len(unique) >= 3*perPhase
+	})
 	if len(unique) != 3*perPhase {
 		missing := map[string]int{} // by phase
 		for i, id := range all {
@@ -82,7 +75,7 @@ func TestMQTTBrokerRestartMidStream(t *testing.T) {
 		}
 	}
 	// Per channel, first deliveries are in publish order.
-	got, _ := sub.waitFor(t, 3*perPhase, time.Second)
+	got := testkit.Decode[event.Envelope](t, sub.Wait(t, 3*perPhase, time.Second))
 	last := map[string]int64{}
 	seen := map[string]bool{}
 	dups := 0

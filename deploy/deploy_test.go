@@ -24,16 +24,11 @@ import (
 	"github.com/heraldgw/herald/localaws"
 )
 
-// awsCLI is Debian's awscli v2; another aws on PATH may be an old v1.
-const awsCLI = "/usr/bin/aws"
-
 // TestSetupScriptAgainstLocalaws runs deploy/aws-setup.sh against localaws
 // for a bucket and queue localaws did not create, then checks the result
 // works: an object put under uploads/ produces a message in the queue.
 func TestSetupScriptAgainstLocalaws(t *testing.T) {
-	if _, err := os.Stat(awsCLI); err != nil {
-		t.Skipf("aws CLI not installed: %v", err)
-	}
+	awsCLI := testkit.AWSCLI(t)
 	srv, err := localaws.New(localaws.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -46,9 +41,8 @@ func TestSetupScriptAgainstLocalaws(t *testing.T) {
 	testkit.Go(t, srv.Run)
 
 	cmd := exec.CommandContext(ctx, "sh", "aws-setup.sh")
-	cmd.Env = append(os.Environ(), "AWS="+awsCLI, "ENDPOINT="+srv.URL(), "BUCKET=setup-test", "QUEUE=setup-events",
-		"ORIGINS=https://app.example.com,http://localhost:8080", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
-		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=", "HOME="+t.TempDir())
+	cmd.Env = append(testkit.AWSCLIEnv(t.TempDir()), "AWS="+awsCLI, "ENDPOINT="+srv.URL(), "BUCKET=setup-test", "QUEUE=setup-events",
+		"ORIGINS=https://app.example.com,http://localhost:8080")
 	out, err := cmd.CombinedOutput()
 	t.Logf("aws-setup.sh:\n%s", out)
 	if err != nil {

@@ -2,19 +2,14 @@ package federation_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/paho"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldgw/herald/bridge"
@@ -81,13 +76,10 @@ func startReplica(t *testing.T, reg *tenant.Registry, upstream string, grace tim
 	return &replica{b: b, fed: fed, ws: "ws" + strings.TrimPrefix(srv.URL, "http") + "/mqtt", metrics: metrics}
 }
 
-// browser is a paho.golang client with a session token on a replica.
+// browser is a browser's MQTT client with a session token on a replica.
 type browser struct {
-	ch   string
-	mu   sync.Mutex
-	got  []event.Envelope
-	more chan struct{}
-	stop func()
+	ch string
+	*testkit.Subscriber
 }
 
 func connectBrowser(t *testing.T, reg *tenant.Registry, wsURL string) *browser {
@@ -96,69 +88,15 @@ func connectBrowser(t *testing.T, reg *tenant.Registry, wsURL string) *browser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	br := &browser{ch: s.Channel, more: make(chan struct{}, 1)}
-	u, _ := url.Parse(wsURL)
-	subscribed := make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-		ServerUrls: []*url.URL{u}, KeepAlive: 60, CleanStartOnInitialConnection: true,
-		ConnectUsername: "demo", ConnectPassword: []byte(s.Token),
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			_, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic.ChannelFilter("demo", s.Channel), QoS: 1}}})
-			select {
-			case subscribed <- err:
-			default:
-			}
-		},
-		ClientConfig: paho.ClientConfig{
-			ClientID: s.Channel,
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				var e event.Envelope
-				if err := json.Unmarshal(pr.Packet.Payload, &e); err == nil {
-					br.mu.Lock()
-					br.got = append(br.got, e)
-					br.mu.Unlock()
-					select {
-					case br.more <- struct{}{}:
-					default:
-					}
-				}
-				return true, nil
-			}},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	br.stop = func() { cancel(); <-cm.Done() }
-	t.Cleanup(br.stop)
-	select {
-	case err := <-subscribed:
-		if err != nil {
-			t.Fatalf("browser subscribe: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("browser did not subscribe")
-	}
-	return br
+	sub := testkit.Subscribe(t, testkit.SubscriberConfig{URL: wsURL, ClientID: s.Channel, Username: "demo", Password: s.Token,
+		Filter: topic.ChannelFilter("demo", s.Channel)})
+	return &browser{ch: s.Channel, Subscriber: sub}
 }
 
+// waitFor returns the channel's events once at least n arrived.
 func (br *browser) waitFor(t *testing.T, n int) []event.Envelope {
 	t.Helper()
-	deadline := time.After(15 * time.Second)
-	for {
-		br.mu.Lock()
-		got := append([]event.Envelope(nil), br.got...)
-		br.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		select {
-		case <-br.more:
-		case <-deadline:
-			t.Fatalf("channel %s: got %d events, want %d", br.ch, len(got), n)
-		}
-	}
+	return testkit.Decode[event.Envelope](t, br.Wait(t, n, 15*time.Second))
 }
 
 func testRegistry(t *testing.T) *tenant.Registry {
@@ -283,7 +221,7 @@ func TestChannelLeftAfterGrace(t *testing.T) {
 		t.Fatalf("channels: got %d, want 1", got)
 	}
 	left := time.Now()
-	br.stop()
+	br.Stop()
 	testkit.WaitFor(t, 5*time.Second, "channel left upstream", func() bool { return r.fed.Channels() == 0 })
 	if held := time.Since(left); held < grace {
 		t.Errorf("channel left %v after the browser, before the %v grace period ended", held, grace)

@@ -13,13 +13,8 @@ import (
 	"github.com/heraldgw/herald/internal/testkit"
 )
 
-// cliAWS is the Debian awscli v2; a different `aws` may come first on PATH.
-const cliAWS = "/usr/bin/aws"
-
 func TestAWSCLI(t *testing.T) {
-	if _, err := os.Stat(cliAWS); err != nil {
-		t.Skipf("aws CLI not installed at %s; skipping the CLI compatibility test", cliAWS)
-	}
+	cliAWS := testkit.AWSCLI(t)
 	cfg := Config{Notify: heraldNotify, Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quietLogger()}
 	srv, err := New(cfg)
 	if err != nil {
@@ -35,8 +30,7 @@ func TestAWSCLI(t *testing.T) {
 		cctx, ccancel := context.WithTimeout(t.Context(), 60*time.Second)
 		defer ccancel()
 		cmd := exec.CommandContext(cctx, cliAWS, append([]string{"--endpoint-url", srv.URL()}, args...)...)
-		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_DEFAULT_REGION=us-east-1",
-			"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=", "HOME="+work)
+		cmd.Env = testkit.AWSCLIEnv(work)
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		if err := cmd.Run(); err != nil {

@@ -2,50 +2,15 @@ package localaws
 
 import (
 	"bytes"
-	"io"
-	"mime/multipart"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-)
 
-// browserPost sends a multipart/form-data POST the way a browser form
-// does: the presigned fields, extra fields, then the file last.
-func browserPost(t *testing.T, url string, fields map[string]string, extra [][2]string, filename string, file []byte) (*http.Response, string) {
-	t.Helper()
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for k, v := range fields {
-		if err := mw.WriteField(k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, kv := range extra {
-		if err := mw.WriteField(kv[0], kv[1]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fw, err := mw.CreateFormFile("file", filename)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fw.Write(file)
-	mw.Close()
-	req, _ := http.NewRequest("POST", url, &buf)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("Origin", "http://localhost:8080")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(b)
-}
+	"github.com/heraldgw/herald/internal/testkit"
+)
 
 func TestBrowserPostUpload(t *testing.T) {
 	e := newEnv(t)
@@ -104,7 +69,7 @@ func TestBrowserPostUpload(t *testing.T) {
 			if tc.mutate != nil {
 				tc.mutate(fields)
 			}
-			resp, body := browserPost(t, pr.URL, fields, tc.extra, "my photo.png", tc.file)
+			resp, body := testkit.Upload{URL: pr.URL, Fields: fields, Extra: tc.extra, Filename: "my photo.png", Data: tc.file, Origin: "http://localhost:8080"}.MustPost(t)
 			if resp.StatusCode != tc.wantStatus {
 				t.Fatalf("status: got %d want %d: %s", resp.StatusCode, tc.wantStatus, body)
 			}
@@ -112,7 +77,7 @@ func TestBrowserPostUpload(t *testing.T) {
 				t.Errorf("CORS header: got %q", got)
 			}
 			if tc.wantCode != "" {
-				if !strings.Contains(body, "<Code>"+tc.wantCode+"</Code>") {
+				if !strings.Contains(string(body), "<Code>"+tc.wantCode+"</Code>") {
 					t.Fatalf("body: got %s want code %s", body, tc.wantCode)
 				}
 				out, err := e.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("herald"), Prefix: aws.String(strings.TrimSuffix(tc.key, "${filename}"))})
@@ -126,7 +91,7 @@ func TestBrowserPostUpload(t *testing.T) {
 				}
 				return
 			}
-			if tc.wantStatus == 201 && !strings.Contains(body, "<Key>"+tc.storedKey+"</Key>") {
+			if tc.wantStatus == 201 && !strings.Contains(string(body), "<Key>"+tc.storedKey+"</Key>") {
 				t.Errorf("201 body: %s", body)
 			}
 			head, err := e.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("herald"), Key: aws.String(tc.storedKey)})

@@ -170,7 +170,7 @@ func cpuTimes() (self, children time.Duration) {
 // processor's "output stored" log lines.
 func lastOutputStored(e *env, jobID string) time.Time {
 	var last time.Time
-	for _, r := range e.logs.matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == jobID }) {
+	for _, r := range e.logs.Matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == jobID }) {
 		ts, _ := r["time"].(string)
 		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil && t.After(last) {
 			last = t

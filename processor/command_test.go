@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/heraldgw/herald/event"
 	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/processor/convert"
@@ -21,25 +19,13 @@ import (
 // examplePipelines reads the pipelines of docs/examples/{file}.
 func examplePipelines(t testing.TB, file string) []convert.Pipeline {
 	t.Helper()
-	b := testkit.ReadFile(t, filepath.Join("..", "docs", "examples", file))
 	var doc struct {
 		Processor struct {
 			Convert convert.Config `yaml:"convert"`
 		} `yaml:"processor"`
 	}
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
+	testkit.DecodeYAMLFile(t, filepath.Join("..", "docs", "examples", file), &doc)
 	return doc.Processor.Convert.Pipelines
-}
-
-func requireBinaries(t testing.TB, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("%s not installed", n)
-		}
-	}
 }
 
 // fetch GETs an output through its presigned URL, as a browser would.
@@ -65,7 +51,7 @@ func fetch(t testing.TB, o event.Output) []byte {
 // command sees the processor's own name for the input; the name reaching
 // argv is TestCommandPlaceholderInjection in convert).
 func TestCommandExamplesEndToEnd(t *testing.T) {
-	requireBinaries(t, "jpegtran", "pngquant")
+	testkit.RequireTools(t, "jpegtran", "pngquant")
 	pipelines := append(examplePipelines(t, "optimize-jpeg.yaml"), examplePipelines(t, "quantize-png.yaml")...)
 	e := newEnv(t, func(c *Config) { c.Pipelines = pipelines })
 	dir := t.TempDir()

@@ -21,7 +21,7 @@ func TestHeartbeatKeepsLongStepsInvisible(t *testing.T) {
 		t.Fatalf("final %s %+v", final.Type, final.Error)
 	}
 	started := map[any]int{}
-	for _, r := range e.logs.matching(func(r map[string]any) bool { return r["msg"] == "conversion started" && r["job"] == id }) {
+	for _, r := range e.logs.Matching(func(r map[string]any) bool { return r["msg"] == "conversion started" && r["job"] == id }) {
 		started[r["output"]]++
 	}
 	for out, n := range started {
@@ -53,10 +53,10 @@ func TestShutdownDrains(t *testing.T) {
 			e := newEnv(t, func(c *Config) { c.Workers, c.DrainTimeout = 1, tt.drain })
 			id := e.upload(t, "long.wav", "audio/wav", wav)
 			testkit.WaitFor(t, 30*time.Second, "conversion started", func() bool {
-				return len(e.logs.matching(func(r map[string]any) bool { return r["msg"] == "conversion started" && r["job"] == id })) > 0
+				return len(e.logs.Matching(func(r map[string]any) bool { return r["msg"] == "conversion started" && r["job"] == id })) > 0
 			})
 			e.stop()
-			stored := len(e.logs.matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == id })) == 1
+			stored := len(e.logs.Matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == id })) == 1
 			if stored != tt.wantStored {
 				t.Errorf("output stored = %v, want %v", stored, tt.wantStored)
 			}

@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"mime/multipart"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -48,7 +46,7 @@ type env struct {
 	intake   *Intake
 	proc     *Processor
 	events   *recorder
-	logs     *logBuffer
+	logs     *testkit.Logs
 	metrics  *prometheus.Registry
 	channel  string
 	stop     func()
@@ -58,11 +56,7 @@ type envOpt func(*Config)
 
 func requireTools(t testing.TB) {
 	t.Helper()
-	for _, tool := range []string{"vips", "vipsheader", "ffmpeg", "ffprobe", "prlimit"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testkit.RequireTools(t, "vips", "vipsheader", "ffmpeg", "ffprobe", "prlimit")
 }
 
 func newEnv(t testing.TB, opts ...envOpt) *env {
@@ -70,7 +64,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	requireTools(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	logs := &logBuffer{}
+	logs := &testkit.Logs{}
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(logs, testWriter(t)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	srv, err := localaws.New(localaws.Config{Notify: []localaws.NotifyRule{
@@ -169,34 +163,6 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-// logBuffer keeps the JSON log lines for assertions.
-type logBuffer struct {
-	mu    sync.Mutex
-	lines []map[string]any
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	var rec map[string]any
-	if json.Unmarshal(p, &rec) == nil {
-		l.mu.Lock()
-		l.lines = append(l.lines, rec)
-		l.mu.Unlock()
-	}
-	return len(p), nil
-}
-
-func (l *logBuffer) matching(f func(map[string]any) bool) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, r := range l.lines {
-		if f(r) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // recorder collects job events received over MQTT, deduplicated by id.
 type recorder struct {
 	mu     sync.Mutex
@@ -289,36 +255,10 @@ func (e *env) upload(t testing.TB, filename, contentType string, data []byte) st
 	if err != nil {
 		t.Fatalf("GrantUpload(%s, %s): %v", filename, contentType, err)
 	}
-	if status, body := browserPost(t, g.URL, g.Fields, filename, data); status != http.StatusNoContent {
-		t.Fatalf("POST %s: %d %s", g.URL, status, body)
+	if resp, body := (testkit.Upload{URL: g.URL, Fields: g.Fields, Filename: filename, Data: data}).MustPost(t); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST %s: %d %s", g.URL, resp.StatusCode, body)
 	}
 	return g.JobID
-}
-
-func browserPost(t testing.TB, url string, fields map[string]string, filename string, file []byte) (int, string) {
-	t.Helper()
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for k, v := range fields {
-		if err := mw.WriteField(k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fw, err := mw.CreateFormFile("file", filename)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fw.Write(file)
-	mw.Close()
-	req, _ := http.NewRequest(http.MethodPost, url, &buf)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // putUpload stores data under an upload key directly (as a service with

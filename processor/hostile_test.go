@@ -61,7 +61,7 @@ func TestHostileInputsFailWithCode(t *testing.T) {
 				if want := FailureMessage(convert.Code(c.wantCode)); final.Error.Message != want {
 					t.Errorf("message %q, want %q", final.Error.Message, want)
 				}
-				if got := e.logs.matching(func(m map[string]any) bool {
+				if got := e.logs.Matching(func(m map[string]any) bool {
 					d, _ := m["detail"].(string)
 					return m["msg"] == "job" && m["job"] == jobs[i] && m["code"] == c.wantCode && d != ""
 				}); len(got) == 0 {
@@ -109,7 +109,7 @@ func TestMalformedEventGoesToDLQ(t *testing.T) {
 		n, _ := queueDepth(t, e.sqs, e.dlqURL)
 		return n == 1
 	})
-	lines := e.logs.matching(func(r map[string]any) bool {
+	lines := e.logs.Matching(func(r map[string]any) bool {
 		return r["msg"] == "malformed message left for the dead-letter queue" && r["message_id"] == id
 	})
 	if len(lines) != 5 {

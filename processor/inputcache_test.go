@@ -174,7 +174,7 @@ func TestOutputStepsShareOneDownload(t *testing.T) {
 	if final.Type != event.TypeCompleted {
 		t.Fatalf("final event %s (%+v), want job.completed", final.Type, final.Error)
 	}
-	stored := e.logs.matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == id })
+	stored := e.logs.Matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == id })
 	var downloads int
 	for _, r := range stored {
 		if r["input_cached"] == false {

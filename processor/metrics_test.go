@@ -128,7 +128,7 @@ func TestMetricsAfterMixedRun(t *testing.T) {
 
 	// One INFO line per job, carrying the summary.
 	for id, typ := range want {
-		lines := e.logs.matching(func(r map[string]any) bool { return r["level"] != "DEBUG" && r["job"] == id })
+		lines := e.logs.Matching(func(r map[string]any) bool { return r["level"] != "DEBUG" && r["job"] == id })
 		if len(lines) != 1 {
 			t.Errorf("job %s: %d log lines above DEBUG, want 1: %v", id, len(lines), lines)
 			continue

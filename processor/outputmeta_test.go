@@ -67,7 +67,7 @@ func TestStoredOutputIsNotRedone(t *testing.T) {
 	if !bytes.Equal(b, done) {
 		t.Errorf("stored output was rewritten: %d bytes", len(b))
 	}
-	if n := len(e.logs.matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == jobID })); n != 1 {
+	if n := len(e.logs.Matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == jobID })); n != 1 {
 		t.Errorf("%d outputs converted, want 1", n)
 	}
 }

@@ -23,13 +23,7 @@ func offlineBrowser(t *testing.T, c *child) session {
 	t.Helper()
 	g := &testGateway{base: c.base}
 	s := g.newSession(t)
-	mc, _, err := dialMQTT(t, wsOf(c.base), browserConnect(s, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.c.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
+	mc := subscribedBrowser(t, s)
 	if err := mc.c.Disconnect(&paho.Disconnect{}); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +97,7 @@ func TestPubackedEventsSurviveSIGKILL(t *testing.T) {
 func killAfterAcks(t *testing.T, name string, publish func(c *child, s session, id string, body map[string]any)) {
 	t.Helper()
 	const events = 20
-	opts := childOpts{dataDir: t.TempDir(), localawsAddr: freeAddr(t), mqttAddr: freeAddr(t),
+	opts := childOpts{dataDir: t.TempDir(), localawsAddr: testkit.FreeAddr(t), mqttAddr: testkit.FreeAddr(t),
 		env: map[string]string{"HERALD_ROLES": "broker,web"}}
 	c := startChild(t, name, opts)
 	s := offlineBrowser(t, c)
@@ -149,7 +143,7 @@ func killAfterAcks(t *testing.T, name string, publish func(c *child, s session, 
 // itself once space is back; every event answered 202 survives SIGKILL.
 func TestDiskFullRefusesAndRecovers(t *testing.T) {
 	dir := testkit.SmallDisk(t, 16<<20)
-	opts := childOpts{dataDir: dir, localawsAddr: freeAddr(t), mqttAddr: freeAddr(t),
+	opts := childOpts{dataDir: dir, localawsAddr: testkit.FreeAddr(t), mqttAddr: testkit.FreeAddr(t),
 		env: map[string]string{"HERALD_ROLES": "broker,web"}}
 	c := startChild(t, "full", opts)
 	s := offlineBrowser(t, c)

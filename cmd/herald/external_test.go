@@ -1,20 +1,15 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/heraldgw/herald/event"
 	"github.com/heraldgw/herald/internal/testkit"
@@ -31,67 +26,21 @@ const externalConfig = `apps:
     eventsPerSecond: 100000
 `
 
-// fedBrowser is a paho.golang MQTT 5 client on a replica's /mqtt.
+// fedBrowser is a browser's MQTT client on a replica's /mqtt.
 type fedBrowser struct {
-	s    session
-	mu   sync.Mutex
-	got  []event.Envelope
-	more chan struct{}
+	s session
+	*testkit.Subscriber
 }
 
 func connectFedBrowser(t *testing.T, s session, wsURL string) *fedBrowser {
 	t.Helper()
-	b := &fedBrowser{s: s, more: make(chan struct{}, 1)}
-	u, _ := url.Parse(wsURL)
-	subscribed := make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-		ServerUrls: []*url.URL{u}, KeepAlive: 60, CleanStartOnInitialConnection: true,
-		ConnectUsername: s.App, ConnectPassword: []byte(s.Token),
-		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-			_, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.Topic, QoS: 1}}})
-			select {
-			case subscribed <- err:
-			default:
-			}
-		},
-		ClientConfig: paho.ClientConfig{
-			ClientID: s.ClientID,
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				var e event.Envelope
-				if err := json.Unmarshal(pr.Packet.Payload, &e); err != nil {
-					t.Errorf("payload: %v", err)
-				}
-				b.mu.Lock()
-				b.got = append(b.got, e)
-				b.mu.Unlock()
-				select {
-				case b.more <- struct{}{}:
-				default:
-				}
-				return true, nil
-			}},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); <-cm.Done() })
-	select {
-	case err := <-subscribed:
-		if err != nil {
-			t.Fatalf("subscribe: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("browser did not subscribe")
-	}
-	return b
+	sub := testkit.Subscribe(t, testkit.SubscriberConfig{URL: wsURL, ClientID: s.ClientID, Username: s.App, Password: s.Token, Filter: s.Topic})
+	return &fedBrowser{s: s, Subscriber: sub}
 }
 
-func (b *fedBrowser) received() []event.Envelope {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]event.Envelope(nil), b.got...)
+func (b *fedBrowser) received(t *testing.T) []event.Envelope {
+	t.Helper()
+	return testkit.Decode[event.Envelope](t, b.Messages())
 }
 
 // TestFederatedReplicas runs two gateway replicas (roles broker,web) as
@@ -110,7 +59,7 @@ func TestFederatedReplicas(t *testing.T) {
 	var replicas []*child
 	for i := range 2 {
 		replicas = append(replicas, startChild(t, fmt.Sprint("replica", i+1), childOpts{
-			dataDir: t.TempDir(), localawsAddr: freeAddr(t), mqttAddr: freeAddr(t),
+			dataDir: t.TempDir(), localawsAddr: testkit.FreeAddr(t), mqttAddr: testkit.FreeAddr(t),
 			env: map[string]string{"HERALD_CONFIG": cfgFile, "HERALD_ROLES": "broker,web",
 				"HERALD_FEDERATION_URL": "mqtt://" + m.PlainAddr},
 		}))
@@ -134,46 +83,43 @@ func TestFederatedReplicas(t *testing.T) {
 	// Events for each browser are posted to the replica it is NOT on, from
 	// several posters at once; each browser's own events in sequence.
 	start := time.Now()
-	var wg sync.WaitGroup
-	for i, b := range bs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			other := replicas[(i+1)%2]
-			for seq := 1; seq <= perBrowser; seq++ {
-				typ, extra := event.TypeProgress, `,"progress":{"done":1,"total":2}`
-				if seq == perBrowser {
-					typ, extra = event.TypeCompleted, ""
+	postAll := func(from, to int) {
+		var wg sync.WaitGroup
+		for i, b := range bs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for seq := from; seq <= to; seq++ {
+					if !postEvent(t, replicas[(i+1)%2].base, b.s.Channel, seq, seq == perBrowser) {
+						return
+					}
 				}
-				body := fmt.Sprintf(`{"v":1,"type":%q,"id":"evt_%s_%d","jobId":"j1","channel":%q,"seq":%d%s}`,
-					typ, b.s.Channel, seq, b.s.Channel, seq, extra)
-				resp, out := postRaw(t, other.base+"/v1/events", "test-demo-api-key-0123456789", body)
-				if resp.StatusCode != http.StatusAccepted {
-					t.Errorf("POST /v1/events: %d %s", resp.StatusCode, out)
-					return
-				}
-			}
-		}()
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
-
-	deadline := time.Now().Add(30 * time.Second)
-	for _, b := range bs {
-		for len(b.received()) < perBrowser && time.Now().Before(deadline) {
-			select {
-			case <-b.more:
-			case <-time.After(100 * time.Millisecond):
+	postAll(1, perBrowser)
+	testkit.Eventually(30*time.Second, func() bool {
+		for _, b := range bs {
+			if len(b.Messages()) < perBrowser {
+				return false
 			}
 		}
-	}
+		return true
+	})
 	elapsed := time.Since(start)
-	time.Sleep(200 * time.Millisecond) // anything extra would show up now
+	// One more event each: it follows the others on the same path, so once
+	// it is in, any extra copy of the others would be too.
+	postAll(perBrowser+1, perBrowser+1)
+	for _, b := range bs {
+		b.Wait(t, perBrowser+1, 30*time.Second)
+	}
 	total := 0
 	for _, b := range bs {
-		got := b.received()
-		total += len(got)
-		if len(got) != perBrowser {
-			t.Errorf("browser %s: got %d events, want %d", b.s.Channel, len(got), perBrowser)
+		got := b.received(t)
+		total += len(got) - 1
+		if len(got) != perBrowser+1 {
+			t.Errorf("browser %s: got %d events, want %d and the last", b.s.Channel, len(got)-1, perBrowser)
 		}
 		for i, e := range got {
 			if e.Channel != b.s.Channel || e.Seq != int64(i+1) {
@@ -183,6 +129,22 @@ func TestFederatedReplicas(t *testing.T) {
 		}
 	}
 	t.Logf("%d events to %d browsers over 2 federated replicas in %v", total, browsers, elapsed.Round(time.Millisecond))
+}
+
+// postEvent posts event seq of a channel's job to a replica's /v1/events;
+// final marks job.completed. It reports (and returns false on) a refusal.
+func postEvent(t *testing.T, base, channel string, seq int, final bool) bool {
+	typ, extra := event.TypeProgress, `,"progress":{"done":1,"total":2}`
+	if final {
+		typ, extra = event.TypeCompleted, ""
+	}
+	body := fmt.Sprintf(`{"v":1,"type":%q,"id":"evt_%s_%d","jobId":"j1","channel":%q,"seq":%d%s}`, typ, channel, seq, channel, seq, extra)
+	resp, out := postRaw(t, base+"/v1/events", "test-demo-api-key-0123456789", body)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("POST /v1/events: %d %s", resp.StatusCode, out)
+		return false
+	}
+	return true
 }
 
 func postRaw(t *testing.T, url, bearer, body string) (*http.Response, []byte) {

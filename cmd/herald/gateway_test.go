@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +14,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 const testAPIKey = "test-demo-api-key-0123456789"
@@ -40,7 +41,7 @@ func startGatewayEnv(t *testing.T, dataDir string, more map[string]string, extra
 	env := map[string]string{
 		"HERALD_DEMO_API_KEY":  testAPIKey,
 		"HERALD_LOG_FORMAT":    "json",
-		"HERALD_LOCALAWS_ADDR": freeAddr(t),
+		"HERALD_LOCALAWS_ADDR": testkit.FreeAddr(t),
 	}
 	for k, v := range more {
 		env[k] = v
@@ -95,16 +96,6 @@ func startGatewayEnv(t *testing.T, dataDir string, more map[string]string, extra
 		t.Fatal("gateway not ready within 30s")
 	}
 	return g
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 type session struct {
@@ -373,7 +364,7 @@ func TestPublishCommand(t *testing.T) {
 // TestMetricsOnOwnListener: with --metrics-addr (HERALD_METRICS_ADDR)
 // /metrics is served there and no longer on the public HTTP address.
 func TestMetricsOnOwnListener(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	g := startGateway(t, t.TempDir(), "--metrics-addr", addr)
 	get := func(url string) (int, string) {
 		resp, err := http.Get(url)

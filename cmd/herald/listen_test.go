@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // A port already taken is reported with the setting that chose it, so the
@@ -32,7 +34,7 @@ func TestBindFailureNamesTheSetting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := map[string]string{"HERALD_LOCALAWS_ADDR": freeAddr(t)}
+			env := map[string]string{"HERALD_LOCALAWS_ADDR": testkit.FreeAddr(t)}
 			for k, v := range tt.env {
 				env[k] = v
 			}

@@ -17,7 +17,7 @@ import (
 // TestLocalAWSCommand runs `herald localaws` alone and reaches both of its
 // services with the real SDK, as the aws CLI or another program would.
 func TestLocalAWSCommand(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	env := map[string]string{"HERALD_LOCALAWS_ADDR": addr}

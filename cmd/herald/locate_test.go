@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // `herald publish` beside a gateway finds it from the same settings serve
@@ -56,7 +58,7 @@ func TestPublishFindsTheGatewayFromItsSettings(t *testing.T) {
 		if err := run(context.Background(), []string{"healthcheck", "--url", g.base}, &out, func(string) string { return "" }); err != nil {
 			t.Fatalf("healthcheck: %v", err)
 		}
-		err := run(context.Background(), []string{"healthcheck", "--http-addr", freeAddr(t)}, io.Discard, func(string) string { return "" })
+		err := run(context.Background(), []string{"healthcheck", "--http-addr", testkit.FreeAddr(t)}, io.Discard, func(string) string { return "" })
 		if !errors.Is(err, errNotReady) {
 			t.Fatalf("healthcheck of nothing: %v, want errNotReady", err)
 		}

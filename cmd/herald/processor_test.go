@@ -2,12 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime/multipart"
 	"net"
 	"net/http"
 	"os"
@@ -271,22 +268,7 @@ func uploadFile(t *testing.T, base, filename, contentType string, data []byte) (
 	if err := json.Unmarshal(body, &g); err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for k, v := range g.Fields {
-		_ = mw.WriteField(k, v)
-	}
-	fw, _ := mw.CreateFormFile("file", filename)
-	fw.Write(data)
-	mw.Close()
-	req, _ := http.NewRequest(http.MethodPost, g.URL, &buf)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	r, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, _ := io.ReadAll(r.Body)
-	r.Body.Close()
+	r, rb := testkit.Upload{URL: g.URL, Fields: g.Fields, Filename: filename, Data: data}.MustPost(t)
 	if r.StatusCode != http.StatusNoContent {
 		t.Fatalf("POST to bucket: %d %s", r.StatusCode, rb)
 	}
@@ -345,7 +327,7 @@ func TestProcessorCrashMidConversion(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	dir := t.TempDir()
-	opts := childOpts{dataDir: dir, localawsAddr: freeAddr(t), mqttAddr: freeAddr(t),
+	opts := childOpts{dataDir: dir, localawsAddr: testkit.FreeAddr(t), mqttAddr: testkit.FreeAddr(t),
 		env: map[string]string{"HERALD_PROCESSOR_VISIBILITY": "3s", "HERALD_PROCESSOR_WORKERS": "1"}}
 	g := startChild(t, "serve-1", opts)
 	events := newJobEvents()
@@ -386,11 +368,11 @@ func TestTwoProcessorsShareQueue(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	la := freeAddr(t)
-	o1 := childOpts{dataDir: t.TempDir(), localawsAddr: la, mqttAddr: freeAddr(t),
+	la := testkit.FreeAddr(t)
+	o1 := childOpts{dataDir: t.TempDir(), localawsAddr: la, mqttAddr: testkit.FreeAddr(t),
 		env: map[string]string{"HERALD_PROCESSOR_WORKERS": "1"}}
 	p1 := startChild(t, "proc-1", o1)
-	o2 := childOpts{dataDir: t.TempDir(), localawsAddr: la, mqttAddr: freeAddr(t),
+	o2 := childOpts{dataDir: t.TempDir(), localawsAddr: la, mqttAddr: testkit.FreeAddr(t),
 		env: map[string]string{"HERALD_PROCESSOR_WORKERS": "1", "HERALD_LOCALAWS_EMBED": "false"}}
 	p2 := startChild(t, "proc-2", o2)
 	events := newJobEvents()

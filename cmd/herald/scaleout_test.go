@@ -9,7 +9,6 @@ import (
 	"image/color"
 	"image/png"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -173,34 +172,10 @@ func (b *scaleoutBrowser) upload(base, filename string, data []byte) error {
 		return fmt.Errorf("upload grant: %w", err)
 	}
 	b.jobID = g.JobID
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for k, v := range g.Fields {
-		if err := mw.WriteField(k, v); err != nil {
-			return err
-		}
-	}
-	fw, err := mw.CreateFormFile("file", filename)
-	if err != nil {
-		return err
-	}
-	if _, err := fw.Write(data); err != nil {
-		return err
-	}
-	if err := mw.Close(); err != nil {
-		return err
-	}
-	req, err := http.NewRequest(http.MethodPost, g.URL, &buf)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	r, err := http.DefaultClient.Do(req)
+	r, rb, err := testkit.Upload{URL: g.URL, Fields: g.Fields, Filename: filename, Data: data}.Post()
 	if err != nil {
 		return fmt.Errorf("POST to bucket: %w", err)
 	}
-	rb, _ := io.ReadAll(r.Body)
-	r.Body.Close()
 	if r.StatusCode != http.StatusNoContent {
 		return fmt.Errorf("POST to bucket: %d %s", r.StatusCode, rb)
 	}
@@ -299,7 +274,7 @@ func TestScaleOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	la := freeAddr(t)
+	la := testkit.FreeAddr(t)
 	upstream := map[string]string{
 		"HERALD_CONFIG": cfgFile, "HERALD_ROLES": "broker,web",
 		"HERALD_FEDERATION_URL":      "mqtt://" + m.PasswordAddr,

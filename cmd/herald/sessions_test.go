@@ -121,7 +121,7 @@ func TestRevokeReachesReplicas(t *testing.T) {
 	}
 	replica := func(i int) *child {
 		return startChild(t, fmt.Sprint("replica", i), childOpts{
-			dataDir: t.TempDir(), localawsAddr: freeAddr(t), mqttAddr: freeAddr(t),
+			dataDir: t.TempDir(), localawsAddr: testkit.FreeAddr(t), mqttAddr: testkit.FreeAddr(t),
 			env: map[string]string{"HERALD_CONFIG": cfgFile, "HERALD_ROLES": "broker,web",
 				"HERALD_FEDERATION_URL": "mqtt://" + m.PlainAddr},
 		})

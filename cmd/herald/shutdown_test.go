@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // TestSIGTERMWithClientsConnected: the real binary, with a browser connected
@@ -15,7 +17,7 @@ import (
 // present and an event posted before the stop is delivered.
 func TestSIGTERMWithClientsConnected(t *testing.T) {
 	dir := t.TempDir()
-	opts := childOpts{dataDir: dir, localawsAddr: freeAddr(t), mqttAddr: freeAddr(t)}
+	opts := childOpts{dataDir: dir, localawsAddr: testkit.FreeAddr(t), mqttAddr: testkit.FreeAddr(t)}
 	c := startChild(t, "gateway", opts)
 	g := &testGateway{base: c.base}
 	s := g.newSession(t)

@@ -76,7 +76,7 @@ func StartMosquitto(t testing.TB) *Mosquitto {
 
 func startMosquitto(t testing.TB) (*Mosquitto, error) {
 	m := &Mosquitto{t: t, dir: t.TempDir()}
-	m.PlainAddr, m.PasswordAddr, m.TLSAddr, m.WSAddr = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	m.PlainAddr, m.PasswordAddr, m.TLSAddr, m.WSAddr = FreeAddr(t), FreeAddr(t), FreeAddr(t), FreeAddr(t)
 	m.writeCerts()
 	pw := filepath.Join(m.dir, "passwd")
 	if out, err := exec.Command("/usr/bin/mosquitto_passwd", "-b", "-c", pw, MosquittoUser, MosquittoPassword).CombinedOutput(); err != nil {
@@ -267,16 +267,6 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // syncBuffer collects the broker's output while tests read it.

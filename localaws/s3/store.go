@@ -223,14 +223,7 @@ func (s *store) commitObject(bucket, key string, meta objectMeta, cond condition
 		if err := ob.Put([]byte(key), v); err != nil {
 			return err
 		}
-		seq, err := ob.NextSequence()
-		if err != nil {
-			return err
-		}
-		if extra != nil {
-			return extra(tx, seq)
-		}
-		return nil
+		return afterChange(tx, ob, extra)
 	})
 	if err != nil {
 		_ = os.Remove(s.objectPath(meta.File))
@@ -240,6 +233,17 @@ func (s *store) commitObject(bucket, key string, meta objectMeta, cond condition
 		_ = os.Remove(s.objectPath(oldFile))
 	}
 	return nil
+}
+
+// afterChange runs extra (if any) after a change to the objects of bucket ob,
+// with the next sequence number of that bucket: what orders the
+// notifications of one key.
+func afterChange(tx *bolt.Tx, ob *bolt.Bucket, extra func(tx *bolt.Tx, seq uint64) error) error {
+	seq, err := ob.NextSequence()
+	if err != nil || extra == nil {
+		return err
+	}
+	return extra(tx, seq)
 }
 
 // deleteObject removes bucket/key; extra runs in the transaction only when
@@ -263,14 +267,7 @@ func (s *store) deleteObject(bucket, key string, extra func(tx *bolt.Tx, seq uin
 		if err := ob.Delete([]byte(key)); err != nil {
 			return err
 		}
-		seq, err := ob.NextSequence()
-		if err != nil {
-			return err
-		}
-		if extra != nil {
-			return extra(tx, seq)
-		}
-		return nil
+		return afterChange(tx, ob, extra)
 	})
 	if err != nil || oldFile == "" {
 		return false, err

@@ -7,10 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // postForm sends a raw Query-protocol request and returns status and body.
@@ -177,17 +178,13 @@ func TestJSONErrorWire(t *testing.T) {
 
 // TestAWSCLI drives the service with the aws CLI v2 (Query protocol).
 func TestAWSCLI(t *testing.T) {
-	const cli = "/usr/bin/aws"
-	if _, err := os.Stat(cli); err != nil {
-		t.Skipf("aws CLI v2 not installed at %s: %v", cli, err)
-	}
+	cli := testkit.AWSCLI(t)
 	_, srv, _ := startTestServer(t)
 	home := t.TempDir()
 	run := func(args ...string) map[string]any {
 		t.Helper()
 		cmd := exec.Command(cli, append([]string{"--endpoint-url", srv.URL, "--region", "us-east-1", "--output", "json", "sqs"}, args...)...)
-		cmd.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
-			"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=", "AWS_EC2_METADATA_DISABLED=true"}
+		cmd.Env = testkit.AWSCLIEnv(home)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()

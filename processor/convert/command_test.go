@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/heraldgw/herald/internal/testkit"
 )
 
@@ -20,40 +18,23 @@ import (
 // docs/examples, as `herald serve --config` would read them.
 func examplePipelines(t testing.TB, file string) []Pipeline {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "examples", file))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var doc struct {
 		Processor struct {
 			Convert Config `yaml:"convert"`
 		} `yaml:"processor"`
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
+	testkit.DecodeYAMLFile(t, filepath.Join("..", "..", "docs", "examples", file), &doc)
 	if err := validatePipelines(doc.Processor.Convert.Pipelines); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
 	return doc.Processor.Convert.Pipelines
 }
 
-func requireBinaries(t testing.TB, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("%s not installed", n)
-		}
-	}
-}
-
 // TestCommandExamples runs the two documented command pipelines with the
 // real jpegtran and pngquant: each output is smaller than its input, of the
 // declared type, and decodes with vipsheader at the input's size.
 func TestCommandExamples(t *testing.T) {
-	requireBinaries(t, "jpegtran", "pngquant")
+	testkit.RequireTools(t, "jpegtran", "pngquant")
 	src := t.TempDir()
 	jpg := filepath.Join(src, "photo.jpg")
 	// A baseline JPEG with default Huffman tables and metadata, as
@@ -121,7 +102,7 @@ func command(format string, argv ...string) OutputSpec {
 // TestCommandFailures: each way a command can fail ends in its documented
 // code, and leaves no output behind.
 func TestCommandFailures(t *testing.T) {
-	requireBinaries(t, "jpegtran")
+	testkit.RequireTools(t, "jpegtran")
 	e := newEngine(t, nil)
 	src := t.TempDir()
 	png := testkit.Image(t, src, "in.png", 64, 48)

@@ -2,8 +2,9 @@ package convert
 
 import (
 	"context"
-	"os/exec"
 	"testing"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 // Test inputs come from internal/testkit (made by the real encoders, or
@@ -12,11 +13,7 @@ import (
 
 func newEngine(t testing.TB, mod func(*Config)) *Engine {
 	t.Helper()
-	for _, tool := range []string{"vips", "vipsheader", "ffmpeg", "ffprobe", "prlimit"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testkit.RequireTools(t, "vips", "vipsheader", "ffmpeg", "ffprobe", "prlimit")
 	var cfg Config
 	if mod != nil {
 		mod(&cfg)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -91,11 +90,7 @@ func TestBytes(t *testing.T) {
 
 // TestFileReal sniffs files written by the real encoders Herald is fed by.
 func TestFileReal(t *testing.T) {
-	for _, tool := range []string{"vips", "ffmpeg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testkit.RequireTools(t, "vips", "ffmpeg")
 	dir := t.TempDir()
 	images := map[string]string{
 		"a.jpg": JPEG, "a.png": PNG, "a.webp": WebP, "a.gif": GIF, "a.tif": TIFF,
