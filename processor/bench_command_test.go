@@ -22,7 +22,7 @@ import (
 // Run: go test -run XXX -bench CommandPipeline -benchtime 1x ./processor
 func BenchmarkCommandPipeline(b *testing.B) {
 	const jobs = 200
-	requireBinaries(b, "jpegtran")
+	testkit.RequireTools(b, "jpegtran")
 	pipelines := examplePipelines(b, "optimize-jpeg.yaml")
 	dir := b.TempDir()
 	var files [][]byte
