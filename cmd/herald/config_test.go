@@ -178,3 +178,25 @@ func TestRenamedSetting(t *testing.T) {
 		t.Fatalf("HERALD_BROKER_OUTBOX_MAX=10: got %v, %v", c, err)
 	}
 }
+
+// TestConfigExamples: each configuration example in docs/examples loads
+// through the real config reader (unknown fields are errors) into a
+// command pipeline. The convert and processor tests run them.
+func TestConfigExamples(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "docs", "examples", "*.yaml"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			c, err := loadTest(t, []string{"--config", f}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps := c.Processor.Convert.Pipelines
+			if len(ps) == 0 || len(ps[0].Outputs) == 0 || ps[0].Outputs[0].Converter != "command" {
+				t.Errorf("pipelines %+v", ps)
+			}
+		})
+	}
+}
