@@ -163,6 +163,13 @@ func TestMetricsAfterMixedRunAndDashboard(t *testing.T) {
 		t.Errorf("received = %v, want 9 (7 deleted, the malformed one twice)", got)
 	}
 
+	// At the default level each job is one log line.
+	for _, id := range []string{ok, submitted.JobID} {
+		if lines := g.logged(id); len(lines) != 1 || !strings.Contains(lines[0], `"msg":"job"`) {
+			t.Errorf("job %s: %d log lines, want its one \"job\" line: %s", id, len(lines), strings.Join(lines, "\n"))
+		}
+	}
+
 	missing := map[string]bool{}
 	for _, name := range dashboardMetrics(t) {
 		if !names[name] {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,22 @@ type testGateway struct {
 	dataDir  string
 	localaws string // host:port of its embedded localaws
 	stop     func() error
+
+	mu   sync.Mutex
+	logs [][]byte // every line it logged
+}
+
+// logged returns the lines the gateway logged so far that contain s.
+func (g *testGateway) logged(s string) []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for _, l := range g.logs {
+		if strings.Contains(string(l), s) {
+			out = append(out, string(l))
+		}
+	}
+	return out
 }
 
 // startGateway runs the real program with extra args on free loopback ports
@@ -56,11 +73,15 @@ func startGatewayEnv(t *testing.T, dataDir string, more map[string]string, extra
 		done <- err
 	}()
 	ready := make(chan string, 1)
+	g := &testGateway{dataDir: dataDir, localaws: env["HERALD_LOCALAWS_ADDR"]}
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Bytes()
+			g.mu.Lock()
+			g.logs = append(g.logs, bytes.Clone(line))
+			g.mu.Unlock()
 			if testing.Verbose() {
 				t.Logf("gateway: %s", line)
 			}
@@ -71,7 +92,6 @@ func startGatewayEnv(t *testing.T, dataDir string, more map[string]string, extra
 			}
 		}
 	}()
-	g := &testGateway{dataDir: dataDir, localaws: env["HERALD_LOCALAWS_ADDR"]}
 	var stopped bool
 	g.stop = func() error {
 		if stopped {

@@ -213,7 +213,9 @@ func (s *Service) commit(r *http.Request, o objectWrite) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("object stored", "bucket", o.bucket, "key", o.key, "size", meta.Size, "event", o.event)
+	// Debug: a job stores several objects, and the gateway's log says
+	// one line per job at info.
+	s.log.Debug("object stored", "bucket", o.bucket, "key", o.key, "size", meta.Size, "event", o.event)
 	s.deliverNow(r)
 	return nil
 }
