@@ -430,6 +430,12 @@ func (b *Broker) disconnectAll(deadline time.Time) {
 // kick disconnects cl without blocking the caller (a publisher that found
 // cl's queue full must not wait for cl's socket).
 func (b *Broker) kick(cl *mqtt.Client, code packets.Code) {
+	b.background(func() { cl.Stop(code) })
+}
+
+// background runs f on a goroutine that shutdown waits for; once the
+// broker is closing, f does not run (shutdown disconnects everyone).
+func (b *Broker) background(f func()) {
 	b.mu.Lock()
 	if b.closing {
 		b.mu.Unlock()
@@ -439,7 +445,7 @@ func (b *Broker) kick(cl *mqtt.Client, code packets.Code) {
 	b.mu.Unlock()
 	go func() {
 		defer b.bg.Done()
-		cl.Stop(code)
+		f()
 	}()
 }
 

@@ -72,15 +72,7 @@ func (c *conn) stopExpiry() {
 // no server DISCONNECT) a closed connection. The persistent session and
 // its queued messages are kept, as for any disconnect.
 func (b *Broker) endSession(cl *mqtt.Client, code packets.Code) {
-	b.mu.Lock()
-	if b.closing {
-		b.mu.Unlock()
-		return
-	}
-	b.bg.Add(1)
-	b.mu.Unlock()
-	go func() {
-		defer b.bg.Done()
+	b.background(func() {
 		if cl.Closed() {
 			return
 		}
@@ -89,7 +81,7 @@ func (b *Broker) endSession(cl *mqtt.Client, code packets.Code) {
 			_ = b.srv.DisconnectClient(cl, code)
 		}
 		cl.Stop(code)
-	}()
+	})
 }
 
 // Revoke ends the live connection of app's channel, if this broker holds

@@ -87,12 +87,9 @@ func (s *Server) uploaderFor(r *http.Request) (uploader, error) {
 	if err != nil {
 		return uploader{}, err
 	}
-	app, err := s.cfg.Registry.App(claims.App)
+	app, err := s.browserApp(claims, r)
 	if err != nil {
 		return uploader{}, err
-	}
-	if !app.AllowsOrigin(r.Header.Get("Origin")) {
-		return uploader{}, apiError(CodeForbidden, nil, "origin %q is not allowed for app %q", r.Header.Get("Origin"), app.ID)
 	}
 	if s.cfg.Uploads == nil || s.cfg.Multipart == nil {
 		return uploader{}, apiError(CodeUnavailable, nil, "uploads are not configured on this gateway")
@@ -114,20 +111,9 @@ type uploadEndpoint struct {
 // handleUploadEndpoint mints an upload token for the Bearer session and
 // answers the endpoint that carries it.
 func (s *Server) handleUploadEndpoint(w http.ResponseWriter, r *http.Request) error {
-	tok, ok := bearer(r)
-	if !ok {
-		return apiError(CodeUnauthorized, nil, "Authorization: Bearer <session token> is required")
-	}
-	claims, err := s.verifyAnyApp(tok)
+	claims, app, err := s.bearerSession(r)
 	if err != nil {
 		return err
-	}
-	app, err := s.cfg.Registry.App(claims.App)
-	if err != nil {
-		return err
-	}
-	if !app.AllowsOrigin(r.Header.Get("Origin")) {
-		return apiError(CodeForbidden, nil, "origin %q is not allowed for app %q", r.Header.Get("Origin"), app.ID)
 	}
 	up, exp, err := s.cfg.Registry.MintUploadToken(claims, s.now())
 	if err != nil {

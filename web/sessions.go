@@ -43,8 +43,8 @@ func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiError(CodeNotFound, err, "unknown app %q", req.App)
 	}
-	if !app.AllowsOrigin(r.Header.Get("Origin")) {
-		return apiError(CodeForbidden, nil, "origin %q is not allowed for app %q", r.Header.Get("Origin"), app.ID)
+	if err := allowOrigin(app, r); err != nil {
+		return err
 	}
 	if key, ok := bearer(r); ok {
 		if err := app.CheckAPIKey(key); err != nil {
@@ -89,20 +89,9 @@ type Revoker interface {
 // external broker's presigned URL expires too). The body, if any, is
 // ignored.
 func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) error {
-	tok, ok := bearer(r)
-	if !ok {
-		return apiError(CodeUnauthorized, nil, "Authorization: Bearer <session token> is required")
-	}
-	claims, err := s.verifyAnyApp(tok)
+	claims, _, err := s.bearerSession(r)
 	if err != nil {
 		return err
-	}
-	app, err := s.cfg.Registry.App(claims.App)
-	if err != nil {
-		return err
-	}
-	if !app.AllowsOrigin(r.Header.Get("Origin")) {
-		return apiError(CodeForbidden, nil, "origin %q is not allowed for app %q", r.Header.Get("Origin"), app.ID)
 	}
 	sess, err := s.cfg.Registry.Renew(claims, s.now())
 	if err != nil {

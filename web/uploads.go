@@ -39,12 +39,9 @@ func (s *Server) handleUploads(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Uploads == nil {
 		return apiError(CodeUnavailable, nil, "uploads are not configured on this gateway")
 	}
-	app, err := s.cfg.Registry.App(claims.App)
+	app, err := s.browserApp(claims, r)
 	if err != nil {
 		return err
-	}
-	if !app.AllowsOrigin(r.Header.Get("Origin")) {
-		return apiError(CodeForbidden, nil, "origin %q is not allowed for app %q", r.Header.Get("Origin"), app.ID)
 	}
 	switch {
 	case req.Filename == "":
@@ -89,6 +86,42 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"jobId": id})
+	return nil
+}
+
+// bearerSession verifies r's Bearer session token and returns its claims
+// and app (see browserApp).
+func (s *Server) bearerSession(r *http.Request) (tenant.Claims, *tenant.App, error) {
+	tok, ok := bearer(r)
+	if !ok {
+		return tenant.Claims{}, nil, apiError(CodeUnauthorized, nil, "Authorization: Bearer <session token> is required")
+	}
+	claims, err := s.verifyAnyApp(tok)
+	if err != nil {
+		return tenant.Claims{}, nil, err
+	}
+	app, err := s.browserApp(claims, r)
+	return claims, app, err
+}
+
+// browserApp is the app of a browser's session, refusing a request from an
+// origin the app does not allow.
+func (s *Server) browserApp(claims tenant.Claims, r *http.Request) (*tenant.App, error) {
+	app, err := s.cfg.Registry.App(claims.App)
+	if err != nil {
+		return nil, err
+	}
+	if err := allowOrigin(app, r); err != nil {
+		return nil, err
+	}
+	return app, nil
+}
+
+// allowOrigin refuses a browser request from an origin app does not allow.
+func allowOrigin(app *tenant.App, r *http.Request) error {
+	if !app.AllowsOrigin(r.Header.Get("Origin")) {
+		return apiError(CodeForbidden, nil, "origin %q is not allowed for app %q", r.Header.Get("Origin"), app.ID)
+	}
 	return nil
 }
 

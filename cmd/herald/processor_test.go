@@ -59,9 +59,8 @@ type child struct {
 	localaws string
 	done     chan error
 
-	mu    sync.Mutex
-	lines []map[string]any
-	seen  chan struct{}
+	log  testkit.Logs // its JSON log lines
+	seen chan struct{}
 }
 
 type childOpts struct {
@@ -108,9 +107,7 @@ func startChild(t *testing.T, name string, o childOpts) *child {
 				api, _ := rec["api"].(string)
 				ready <- strings.TrimSuffix(api, "/v1/")
 			}
-			c.mu.Lock()
-			c.lines = append(c.lines, rec)
-			c.mu.Unlock()
+			c.log.Add(rec)
 			select {
 			case c.seen <- struct{}{}:
 			default:
@@ -160,17 +157,7 @@ func (c *child) waitLog(within time.Duration, what string, f func(map[string]any
 	}
 }
 
-func (c *child) logs(f func(map[string]any) bool) []map[string]any {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []map[string]any
-	for _, r := range c.lines {
-		if f(r) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func (c *child) logs(f func(map[string]any) bool) []map[string]any { return c.log.Matching(f) }
 
 // jobEvents collects distinct job events from one or more brokers.
 type jobEvents struct {

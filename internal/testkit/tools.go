@@ -64,11 +64,16 @@ type Logs struct {
 func (l *Logs) Write(p []byte) (int, error) {
 	var rec map[string]any
 	if json.Unmarshal(p, &rec) == nil {
-		l.mu.Lock()
-		l.lines = append(l.lines, rec)
-		l.mu.Unlock()
+		l.Add(rec)
 	}
 	return len(p), nil
+}
+
+// Add takes a line already decoded.
+func (l *Logs) Add(rec map[string]any) {
+	l.mu.Lock()
+	l.lines = append(l.lines, rec)
+	l.mu.Unlock()
 }
 
 // Matching returns the lines f accepts.
