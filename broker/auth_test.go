@@ -138,7 +138,6 @@ func TestSubscribeACL(t *testing.T) {
 		{"another channel", []string{"apps/demo/channels/" + other.Channel + "/#"}, []byte{0x87}},
 		{"another app", []string{"apps/other/channels/" + foreign.Channel + "/#"}, []byte{0x87}},
 		{"sys", []string{"$SYS/#"}, []byte{0x87}},
-		{"shared own", []string{"$share/g/" + own + "/#"}, []byte{0x87}},
 		{"one good one bad", []string{own + "/events", "apps/demo/channels/+/events", own + "/jobs/#"}, []byte{1, 0x87, 1}},
 	}
 	for _, tt := range tests {

@@ -108,6 +108,9 @@ func New(cfg Config) (*Broker, error) {
 	// external-broker mode equivalent.
 	caps.MaximumQos = 1
 	caps.SharedSubAvailable = 0
+	// A PUBACK says nothing but its reason (mochi would echo the
+	// publisher's user properties and other properties).
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	caps.MinimumProtocolVersion = 4
 
 	b.srv = mqtt.New(&mqtt.Options{
@@ -124,6 +127,9 @@ func New(cfg Config) (*Broker, error) {
 
 	if err := b.srv.AddHook(&authHook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
+	}
+	if err := b.srv.AddHook(&protocolHook{srv: b.srv}, nil); err != nil {
+		return nil, fmt.Errorf("broker protocol hook: %w", err)
 	}
 	st := newMemoryStore(b.log, b.metrics)
 	if cfg.DataDir != "" {
