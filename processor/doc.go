@@ -20,11 +20,14 @@
 //     job in one process share one download), converts it once a
 //     conversion slot is free, stores converted/{app}/{channel}/{jobId}/{output file}
 //     with the output's record (name, size, duration) as object metadata,
-//     and publishes job.progress (seq 1+done);
+//     and publishes job.progress (seq 1+done) if its output is the latest
+//     stored in pipeline order (so no two steps report the same seq; a
+//     job's steps in one process take turns here, so its seq strictly
+//     increases);
 //  3. the step that finds every output's record completes the job: it
 //     creates the job's final marker with a conditional write and
-//     publishes job.completed (seq total+2, retained) with presigned
-//     output URLs. A conversion failure ends the job the same way with
+//     publishes the last job.progress (seq total+1) and job.completed
+//     (seq total+2, retained) with presigned output URLs. A conversion failure ends the job the same way with
 //     job.failed carrying the converter's code, so the two are exclusive.
 //
 // Event ids come from event.StableID(jobId, step, type), so a repeated step
@@ -32,7 +35,8 @@
 // deterministic, overwrites are harmless and the final marker is
 // conditional. A
 // processor killed mid-step leaves its message invisible until the last
-// heartbeat's timeout runs out; then any processor reruns the step.
+// heartbeat's timeout runs out (Visibility, 10 s by default); then any
+// processor reruns the step.
 //
 // Messages that are not job states or S3 events of an accepted shape are
 // logged and left alone, so the queue's redrive policy moves them to the

@@ -73,6 +73,12 @@ func (p *Processor) readFinal(ctx context.Context, k job.Key) (*finalMarker, err
 // one INFO log line and counts it in the metrics; cost is what its
 // conversions took, detail why it failed (for the log only).
 func (p *Processor) end(ctx context.Context, st *State, writer string, e *event.Envelope, cost usage, detail string) error {
+	return p.endAfter(ctx, st, writer, nil, e, cost, detail)
+}
+
+// endAfter is end that publishes first (if not nil) just before e, and
+// only if this step ends the job.
+func (p *Processor) endAfter(ctx context.Context, st *State, writer string, first, e *event.Envelope, cost usage, detail string) error {
 	k := st.job()
 	err := p.putJSON(ctx, p.finalMarkerKey(k), finalMarker{Writer: writer, Event: e}, true)
 	switch {
@@ -89,6 +95,11 @@ func (p *Processor) end(ctx context.Context, st *State, writer string, e *event.
 		e = fm.Event
 	case err != nil:
 		return err
+	}
+	if first != nil {
+		if err := p.publish(ctx, first); err != nil {
+			return err
+		}
 	}
 	if err := p.publish(ctx, e); err != nil {
 		return err
@@ -141,9 +152,14 @@ func (p *Processor) complete(ctx context.Context, st *State, outs []event.Output
 	if err := p.sign(ctx, outs); err != nil {
 		return err
 	}
-	e := p.envelope(st, event.TypeCompleted, st.stepID(), int64(len(st.Outputs)+2), &event.Progress{Done: len(st.Outputs), Total: len(st.Outputs)})
+	n := len(st.Outputs)
+	// The last progress event (seq total+1) comes from the step that ends
+	// the job, right before job.completed: from any other step it could
+	// arrive after it.
+	last := p.envelope(st, event.TypeProgress, st.stepID(), int64(n+1), &event.Progress{Done: n, Total: n})
+	e := p.envelope(st, event.TypeCompleted, st.stepID(), int64(n+2), &event.Progress{Done: n, Total: n})
 	e.Outputs = outs
-	return p.end(ctx, st, st.stepID(), e, cost, "")
+	return p.endAfter(ctx, st, st.stepID(), last, e, cost, "")
 }
 
 // outputs reads the record of every output file of job k, all at once
@@ -152,9 +168,9 @@ func (p *Processor) complete(ctx context.Context, st *State, outs []event.Output
 // written in one PUT together with its record, so a record means that
 // output is done. HEADs and GETs of known keys rather than a listing keep
 // the processor's S3 permissions to reading and writing objects.
-func (r records) outputs(ctx context.Context, k job.Key, files []string, group func(file string) bool) (recs []outputRecord, done int, err error) {
+func (r records) outputs(ctx context.Context, k job.Key, files []string, group func(file string) bool) (recs []outputRecord, found []bool, err error) {
 	recs = make([]outputRecord, len(files))
-	found := make([]bool, len(files))
+	found = make([]bool, len(files))
 	errs := make([]error, len(files))
 	var wg sync.WaitGroup
 	for i, file := range files {
@@ -166,29 +182,31 @@ func (r records) outputs(ctx context.Context, k job.Key, files []string, group f
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
-	for _, f := range found {
-		if f {
-			done++
-		}
-	}
-	return recs, done, nil
+	return recs, found, nil
 }
 
 // storedOutputs reads the job's output records: outs lists every file in
 // pipeline order (a group's parts in place of its entry), done counts the
-// outputs stored, cost sums what they took to make.
-func (p *Processor) storedOutputs(ctx context.Context, st *State) (outs []event.Output, done int, cost usage, err error) {
-	recs, done, err := p.records.outputs(ctx, st.job(), st.Outputs, func(file string) bool { return p.isGroup(st.Pipeline, file) })
+// outputs stored, last is the stored one latest in pipeline order, cost
+// sums what they took to make.
+func (p *Processor) storedOutputs(ctx context.Context, st *State) (outs []event.Output, done int, last string, cost usage, err error) {
+	recs, found, err := p.records.outputs(ctx, st.job(), st.Outputs, func(file string) bool { return p.isGroup(st.Pipeline, file) })
 	if err != nil {
-		return nil, 0, usage{}, err
+		return nil, 0, "", usage{}, err
+	}
+	for i, f := range found {
+		if f {
+			done++
+			last = st.Outputs[i]
+		}
 	}
 	for _, r := range recs {
 		outs = append(outs, r.outs...)
 		cost = cost.add(r.cost)
 	}
-	return outs, done, cost, nil
+	return outs, done, last, cost, nil
 }
 
 // sign fills the presigned GET URL of each output.

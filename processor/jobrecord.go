@@ -91,9 +91,15 @@ func (in *Intake) JobStatus(ctx context.Context, app, jobID string) (job.Status,
 	for _, g := range rec.Groups {
 		groups[g] = true
 	}
-	_, done, err := r.outputs(ctx, k, rec.Outputs, func(file string) bool { return groups[file] })
+	_, stored, err := r.outputs(ctx, k, rec.Outputs, func(file string) bool { return groups[file] })
 	if err != nil {
 		return job.Status{}, err
+	}
+	done := 0
+	for _, f := range stored {
+		if f {
+			done++
+		}
 	}
 	st.State = job.StateAccepted
 	if done > 0 {

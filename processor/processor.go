@@ -28,6 +28,11 @@ type Publisher interface {
 	Publish(ctx context.Context, e *event.Envelope) error
 }
 
+// DefaultVisibility is the default Config.Visibility: short, so a job whose
+// processor crashed resumes within seconds, renewed every 3⅓ s while a step
+// runs (a renewal that fails twice in a row is still in time).
+const DefaultVisibility = 10 * time.Second
+
 // Config configures a [Processor]. Zero fields get the documented
 // defaults.
 type Config struct {
@@ -62,8 +67,9 @@ type Config struct {
 	// WaitTime is the long-poll wait of a receive; default 20 s.
 	WaitTime time.Duration
 	// Visibility is the visibility timeout a running step keeps renewing
-	// on its message; default 60 s. After a crash the message reappears
-	// at most this long after the last renewal.
+	// on its message; default DefaultVisibility. After a crash the message
+	// reappears at most this long after the last renewal, so it bounds how
+	// long a crashed job waits before another processor resumes it.
 	Visibility time.Duration
 	// Heartbeat is how often the visibility is renewed; default
 	// Visibility/3, at most Visibility/2.
@@ -126,7 +132,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.WaitTime = 20 * time.Second
 	}
 	if c.Visibility <= 0 {
-		c.Visibility = time.Minute
+		c.Visibility = DefaultVisibility
 	}
 	c.Visibility = max(c.Visibility.Round(time.Second), time.Second)
 	if c.Heartbeat <= 0 {
@@ -176,6 +182,8 @@ type Processor struct {
 	inputs  *inputCache
 	metrics *metrics
 	records records
+	// jobTurns serializes the fan-in of a job's steps in this process.
+	jobTurns jobTurns
 	// maxReceive is the queue's maxReceiveCount (0: no redrive policy
 	// known); dlqURL and dlqARN are its dead-letter queue, used by the
 	// sampler only.

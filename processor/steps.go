@@ -127,17 +127,30 @@ func (p *Processor) output(ctx context.Context, st *State) error {
 			return err
 		}
 	}
-	outs, done, cost, err := p.storedOutputs(ctx, st)
+	return p.fanIn(ctx, st)
+}
+
+// fanIn reports progress after an output was stored and completes the job
+// when it was the last one. seq is 1 + the number of outputs stored, so
+// two steps that find the same outputs stored would report the same seq:
+// only the step whose output is the latest stored in pipeline order
+// reports it, and the job's steps in this process take turns, so what one
+// process publishes for a job has strictly increasing seq. (Steps of one
+// job in several processes still publish unique seqs, but may arrive out
+// of order: clients keep the highest.)
+func (p *Processor) fanIn(ctx context.Context, st *State) error {
+	defer p.jobTurns.take(st.JobID)()
+	outs, done, last, cost, err := p.storedOutputs(ctx, st)
 	if err != nil {
 		return err
 	}
-	if err := p.publish(ctx, p.envelope(st, event.TypeProgress, st.stepID(), int64(1+done), &event.Progress{Done: done, Total: len(st.Outputs)})); err != nil {
-		return err
+	if done == len(st.Outputs) {
+		return p.complete(ctx, st, outs, cost)
 	}
-	if done < len(st.Outputs) {
+	if last != st.Output {
 		return nil
 	}
-	return p.complete(ctx, st, outs, cost)
+	return p.publish(ctx, p.envelope(st, event.TypeProgress, st.stepID(), int64(1+done), &event.Progress{Done: done, Total: len(st.Outputs)}))
 }
 
 // spec returns the output of the pipeline that writes file, with the

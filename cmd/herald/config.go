@@ -153,7 +153,7 @@ type ProcessorConfig struct {
 	InputCacheBytes int64 `yaml:"inputCacheBytes"`
 	// Visibility is how long a step's message stays hidden after its last
 	// heartbeat, i.e. how soon a killed processor's work is redone;
-	// HERALD_PROCESSOR_VISIBILITY; default 60s.
+	// HERALD_PROCESSOR_VISIBILITY; default 10s.
 	Visibility time.Duration `yaml:"visibility"`
 	// QueueSampleInterval is how often the queue depth gauges are read
 	// with GetQueueAttributes; HERALD_PROCESSOR_QUEUE_SAMPLE_INTERVAL;
