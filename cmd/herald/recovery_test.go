@@ -15,8 +15,7 @@ func TestCrashedJobResumesWithin15s(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	opts := childOpts{dataDir: t.TempDir(), localawsAddr: testkit.FreeAddr(t), mqttAddr: testkit.FreeAddr(t),
-		env: map[string]string{"HERALD_PROCESSOR_WORKERS": "1"}}
+	opts := childOpts{dataDir: t.TempDir(), localawsAddr: testkit.FreeAddr(t), mqttAddr: testkit.FreeAddr(t)}
 	g := startChild(t, "crash-1", opts)
 	events := newJobEvents()
 	events.subscribeService(t, opts.mqttAddr, "svc-resume-1")
