@@ -49,14 +49,15 @@ var ErrNotRunning = errors.New("broker: not running")
 // Broker is the embedded MQTT broker. Create it with New and serve it with
 // Run; WebSocketHandler and Publish may be used from any goroutine.
 type Broker struct {
-	cfg     Config
-	log     *slog.Logger
-	srv     *mqtt.Server
-	inline  *mqtt.Client // publishes for Publish; bypasses the ACL
-	store   *store       // sessions and retained messages (memory only without DataDir)
-	metrics *metrics
-	limiter *ipLimiter
-	ln      net.Listener // nil when TCPAddr is empty
+	cfg      Config
+	log      *slog.Logger
+	srv      *mqtt.Server
+	inline   *mqtt.Client // publishes for Publish; bypasses the ACL
+	store    *store       // sessions and retained messages (memory only without DataDir)
+	metrics  *metrics
+	limiter  *ipLimiter
+	expiries *expiries    // browser connections by token expiry
+	ln       net.Listener // nil when TCPAddr is empty
 
 	// ctx bounds every WebSocket connection; cancelled at the very end of
 	// shutdown so stragglers are cut.
@@ -91,6 +92,7 @@ func New(cfg Config) (*Broker, error) {
 		limiter: newIPLimiter(cfg.ConnectRatePerIP, cfg.ConnectBurst),
 		live:    make(map[*conn]struct{}),
 	}
+	b.expiries = newExpiries()
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -231,6 +233,8 @@ func (b *Broker) Run(ctx context.Context) error {
 
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
+	expire := time.NewTimer(b.expiries.next(time.Now()))
+	defer expire.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -238,7 +242,11 @@ func (b *Broker) Run(ctx context.Context) error {
 			return nil
 		case now := <-sweep.C:
 			b.limiter.sweep(now)
+		case now := <-expire.C:
+			b.expireDue(now)
+		case <-b.expiries.wake:
 		}
+		expire.Reset(b.expiries.next(time.Now()))
 	}
 }
 
@@ -326,6 +334,7 @@ func (b *Broker) closeLive(all bool) {
 func (b *Broker) serve(listener string, c *conn) {
 	defer b.conns.Done()
 	defer func() {
+		b.expiries.remove(c)
 		b.mu.Lock()
 		delete(b.live, c)
 		b.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -26,12 +27,13 @@ type conn struct {
 
 	connected atomic.Bool // CONNECT accepted
 	refused   atomic.Bool // CONNECT refused (already logged)
-	closed    atomic.Bool // Close called
 
-	// A browser's token expiry and the timer that ends the connection
-	// then (session.go); zero and nil for services.
+	// A browser's token expiry (unix ns; zero for services), its place in
+	// the broker's expiries (guarded by their lock) and its mochi client,
+	// set once the session is established (session.go).
 	expiresAt atomic.Int64
-	expiry    atomic.Pointer[time.Timer]
+	expIdx    int
+	client    *mqtt.Client
 
 	fr        framer // touched only by the reading goroutine
 	wtimeout  time.Duration
@@ -81,8 +83,6 @@ func (c *conn) Write(p []byte) (int, error) {
 
 // Close ends the transport once.
 func (c *conn) Close() error {
-	c.closed.Store(true)
-	c.stopExpiry()
 	c.closeOnce.Do(func() { c.closeErr = c.closeFn() })
 	return c.closeErr
 }

@@ -25,45 +25,26 @@ const AuthMethod = "herald-token"
 const writeBudget = 2 * time.Second
 
 // A browser connection lives as long as its token: conn.expiresAt is the
-// token's expiry (unix nanoseconds; zero for services) and conn.expiry the
-// timer that ends the connection then. Re-authentication moves both.
+// token's expiry, and the broker's expiries heap lets Run end each
+// connection then. Re-authentication moves it.
 
-// armExpiry starts the timer that ends cl's connection when its token
-// expires. It runs once the session is established, so a CONNECT that
-// fails later leaves no timer behind.
+// armExpiry schedules the end of cl's connection at its token's expiry. It
+// runs once the session is established, so a CONNECT that fails later
+// leaves nothing behind; serve removes the connection when it ends.
 func (b *Broker) armExpiry(cl *mqtt.Client, c *conn) {
 	at := c.expiresAt.Load()
 	if at == 0 {
 		return
 	}
-	var t *time.Timer
-	t = time.AfterFunc(time.Until(time.Unix(0, at)), func() {
-		// Re-authentication may have moved the expiry after this fired.
-		if left := time.Until(time.Unix(0, c.expiresAt.Load())); left > 0 {
-			t.Reset(left)
-			return
-		}
+	c.client = cl
+	b.expiries.set(c, at)
+}
+
+// expireDue ends the connections whose token has expired by now.
+func (b *Broker) expireDue(now time.Time) {
+	for _, c := range b.expiries.due(now) {
 		b.metrics.sessionsEnded.WithLabelValues("token_expired").Inc()
-		b.endSession(cl, packets.ErrMaxConnectTime)
-	})
-	c.expiry.Store(t)
-	if c.closed.Load() { // closed while arming: the timer must not outlive it
-		t.Stop()
-	}
-}
-
-// extendExpiry moves cl's end to the expiry of a refreshed token.
-func (c *conn) extendExpiry(at time.Time) {
-	c.expiresAt.Store(at.UnixNano())
-	if t := c.expiry.Load(); t != nil {
-		t.Reset(time.Until(at))
-	}
-}
-
-// stopExpiry releases the timer when the connection ends.
-func (c *conn) stopExpiry() {
-	if t := c.expiry.Load(); t != nil {
-		t.Stop()
+		b.endSession(c.client, packets.ErrMaxConnectTime)
 	}
 }
 
@@ -133,7 +114,7 @@ func (h *authHook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		h.b.log.Info("mqtt re-authentication refused", "client", cl.ID, "app", app, "reason", label, "error", errString(err))
 		return pk, packets.ErrNotAuthorized // mochi sends DISCONNECT 0x87 and closes
 	}
-	c.extendExpiry(claims.ExpiresAt)
+	h.b.expiries.set(c, claims.ExpiresAt.UnixNano())
 	h.b.metrics.reauth.WithLabelValues("ok").Inc()
 	if err := cl.WritePacket(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Auth},

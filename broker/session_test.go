@@ -10,6 +10,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/revocation"
 	"github.com/heraldgw/herald/tenant"
 	"github.com/heraldgw/herald/topic"
@@ -312,4 +313,6 @@ func TestRevokeEndsConnection(t *testing.T) {
 	if m := kept.next(t, 5*time.Second); string(m.Payload) != "still here" {
 		t.Fatalf("another channel's connection: got %q", m.Payload)
 	}
+	// Ended connections leave the expiry schedule; the live one stays.
+	testkit.WaitFor(t, 5*time.Second, "only the live connection scheduled to expire", func() bool { return tb.expiries.len() == 1 })
 }
