@@ -13,7 +13,7 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './node_modules/*' 2>/dev/n
 UI_SOURCES := $(wildcard web/ui/* client/*.js client/src/*) package.json package-lock.json client/package.json
 STATIC_FILES := $(shell find web/static -type f -not -path 'web/static/dist/*' 2>/dev/null)
 
-.PHONY: run test build deps-run deps-test bundle vet gotest fuzz jstest bench bench-big clean
+.PHONY: run test build deps-run deps-test bundle vet gotest fuzz jstest bench bench-big bench-upload clean
 
 ## run: install what is needed, build, and run the whole gateway locally with the demo page.
 run: deps-run build
@@ -65,6 +65,11 @@ bench: deps-test build
 ## bench-big: adds the 19,500-session single-process run and 100k sessions over 6 gateways.
 bench-big: deps-test build
 	HERALD_BENCH_BIG=1 HERALD_BIN=$(CURDIR)/$(BIN) scripts/bench-loadtest.sh
+
+## bench-upload: a 2 GiB WAV through the whole pipeline (resumable upload, conversion); gateway RSS vs `aws s3 cp` (docs/benchmarks-uploads.md).
+bench-upload: deps-test build
+	HERALD_BIN=$(CURDIR)/$(BIN) HERALD_BENCH_UPLOAD_BYTES=$${HERALD_BENCH_UPLOAD_BYTES:-2147483648} \
+		$(GO) test -run '^$$' -bench BigUpload -benchtime 1x -timeout 60m -v ./cmd/herald
 
 clean:
 	rm -rf bin web/static/dist test-output

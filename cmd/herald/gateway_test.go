@@ -130,7 +130,7 @@ type session struct {
 	} `json:"mqtt"`
 }
 
-func postJSON(t *testing.T, url, bearer string, body any) (*http.Response, []byte) {
+func postJSON(t testing.TB, url, bearer string, body any) (*http.Response, []byte) {
 	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
@@ -169,7 +169,7 @@ type mqttClient struct {
 	disconnects chan byte
 }
 
-func dialMQTT(t *testing.T, wsURL string, connect *paho.Connect) (*mqttClient, *paho.Connack, error) {
+func dialMQTT(t testing.TB, wsURL string, connect *paho.Connect) (*mqttClient, *paho.Connack, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -227,7 +227,7 @@ func browserConnect(s session, cleanStart bool) *paho.Connect {
 
 func ptr[T any](v T) *T { return &v }
 
-func (m *mqttClient) next(t *testing.T, within time.Duration) *paho.Publish {
+func (m *mqttClient) next(t testing.TB, within time.Duration) *paho.Publish {
 	t.Helper()
 	select {
 	case p := <-m.msgs:

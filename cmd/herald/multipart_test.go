@@ -24,7 +24,7 @@ type companion struct {
 	base, bearer string
 }
 
-func (c companion) call(t *testing.T, method, path string, body any) (int, []byte) {
+func (c companion) call(t testing.TB, method, path string, body any) (int, []byte) {
 	t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -51,7 +51,7 @@ func (c companion) call(t *testing.T, method, path string, body any) (int, []byt
 }
 
 // must calls and decodes a 2xx answer into v.
-func (c companion) must(t *testing.T, method, path string, body, v any) {
+func (c companion) must(t testing.TB, method, path string, body, v any) {
 	t.Helper()
 	status, out := c.call(t, method, path, body)
 	if status/100 != 2 {
@@ -64,7 +64,7 @@ func (c companion) must(t *testing.T, method, path string, body, v any) {
 	}
 }
 
-func (c companion) create(t *testing.T, filename, typ string) job.MultipartUpload {
+func (c companion) create(t testing.TB, filename, typ string) job.MultipartUpload {
 	t.Helper()
 	var up job.MultipartUpload
 	c.must(t, "POST", "/s3/multipart", map[string]any{"filename": filename, "type": typ, "metadata": map[string]any{"name": filename}}, &up)
