@@ -34,6 +34,7 @@ func (h *durableHook) Provides(b byte) bool { return b == mqtt.OnPublish }
 
 // OnPublish runs after the ACL hook has accepted the publish.
 func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.b.store.order.gate.wait(pk.TopicName)
 	if cl.Net.Inline {
 		return pk, nil // Publish waits for storage itself
 	}

@@ -5,10 +5,13 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/heraldgw/herald/topic"
 )
 
 // sessionOrder remembers the order in which QoS 1 messages entered each
@@ -30,6 +33,7 @@ type sessionOrder struct {
 	mu      sync.Mutex
 	next    uint64
 	clients map[string]*pendingOrder
+	gate    resumeGate
 }
 
 // pendingOrder is what sessionOrder knows about one session.
@@ -135,12 +139,14 @@ func (o *sessionOrder) keepDropped(cl *mqtt.Client, pk packets.Packet) {
 
 // rankForResend prepares the session that cl is about to take over for
 // mochi's resend: messages dropped from it are put back, and the creation
-// times of everything pending become ranks in arrival order.
+// times of everything pending become ranks in arrival order. Publishes to
+// the channel wait until restoreCreated.
 func (o *sessionOrder) rankForResend(srv *mqtt.Server, cl *mqtt.Client) {
 	old, ok := srv.Clients.Get(cl.ID)
 	if !ok {
 		return
 	}
+	o.gate.begin(cl.ID)
 	in := old.State.Inflight
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -176,6 +182,7 @@ func (o *sessionOrder) rankForResend(srv *mqtt.Server, cl *mqtt.Client) {
 // restoreCreated gives the messages of cl's session their real creation
 // times back once mochi has resent them.
 func (o *sessionOrder) restoreCreated(cl *mqtt.Client) {
+	defer o.gate.end(cl.ID)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := o.clients[cl.ID]
@@ -191,5 +198,79 @@ func (o *sessionOrder) restoreCreated(cl *mqtt.Client) {
 	p.created = nil
 	if len(p.seq) == 0 {
 		delete(o.clients, cl.ID)
+	}
+}
+
+// resumeTimeout bounds how long publishes to a channel wait for its
+// session's resend (a resend that fails midway never says it is done).
+const resumeTimeout = 2 * time.Second
+
+// resumeGate holds publishes to a channel back while its session is being
+// handed to the returning client and its pending messages resent: between
+// those two points mochi may deliver a new message ahead of older ones
+// (the new connection is live before the resend is written) or into the
+// old client object it is about to discard.
+type resumeGate struct {
+	active atomic.Int32 // entries in resuming: the fast path reads only this
+	mu     sync.Mutex
+	// resuming maps a client id (a browser's channel) to a channel closed
+	// when its resend is written, and when the hold expires.
+	resuming map[string]resumeHold
+}
+
+type resumeHold struct {
+	done  chan struct{}
+	until time.Time
+}
+
+// begin holds publishes to client's channel.
+func (g *resumeGate) begin(client string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.resuming == nil {
+		g.resuming = make(map[string]resumeHold)
+	}
+	if _, ok := g.resuming[client]; !ok {
+		g.active.Add(1)
+	}
+	g.resuming[client] = resumeHold{done: make(chan struct{}), until: time.Now().Add(resumeTimeout)}
+}
+
+// end releases client's channel.
+func (g *resumeGate) end(client string) {
+	if g.active.Load() == 0 {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if h, ok := g.resuming[client]; ok {
+		close(h.done)
+		delete(g.resuming, client)
+		g.active.Add(-1)
+	}
+}
+
+// wait returns once no session of the channel that name belongs to is
+// being resumed.
+func (g *resumeGate) wait(name string) {
+	if g.active.Load() == 0 {
+		return
+	}
+	a, err := topic.Parse(name)
+	if err != nil {
+		return
+	}
+	g.mu.Lock()
+	h, ok := g.resuming[a.Channel]
+	g.mu.Unlock()
+	if !ok {
+		return
+	}
+	t := time.NewTimer(time.Until(h.until))
+	defer t.Stop()
+	select {
+	case <-h.done:
+	case <-t.C:
+		g.end(a.Channel)
 	}
 }
