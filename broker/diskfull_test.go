@@ -25,11 +25,7 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	tb := startBroker(t, Config{DataDir: dir, Metrics: reg})
 	s := mint(t, tb, "demo")
-	rs := newRaw(dialTCP(t, tb))
-	rs.send(t, rawPersistentConnect(5, s.Channel, "demo", s.Token))
-	rs.read(t)
-	rs.send(t, rawSubscribe(5, 1, topic.ChannelFilter("demo", s.Channel)))
-	rs.read(t)
+	rs := subscribed(t, dialTCP(t, tb), 5, s)
 	_ = rs.c.Close()
 	testkit.WaitFor(t, 10*time.Second, "browser gone", func() bool { return tb.Clients() == 0 })
 
@@ -103,9 +99,7 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 
 	tb.stop()
 	tb = startBroker(t, Config{DataDir: dir})
-	rs = newRaw(dialTCP(t, tb))
-	rs.send(t, rawPersistentConnect(5, s.Channel, "demo", s.Token))
-	rs.read(t)
+	rs = resumed(t, dialTCP(t, tb), 5, s)
 	var got []string
 	last := -1
 	for len(got) < len(accepted) {

@@ -66,12 +66,7 @@ func offlineSessions(b *testing.B, n int) (*testBroker, []string) {
 	names := make([]string, n)
 	for i := range names {
 		s := mint(b, tb, "demo")
-		rs := newRaw(dialTCP(b, tb))
-		rs.send(b, rawPersistentConnect(4, s.Channel, "demo", s.Token))
-		rs.read(b)
-		rs.send(b, rawSubscribe(4, 1, topic.ChannelFilter("demo", s.Channel)))
-		rs.read(b)
-		_ = rs.c.Close()
+		_ = subscribed(b, dialTCP(b, tb), 4, s).c.Close()
 		names[i] = topic.Events("demo", s.Channel)
 	}
 	testkit.WaitFor(b, 10*time.Second, "browsers gone", func() bool { return tb.Clients() == 0 })

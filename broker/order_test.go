@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
-
 	"github.com/heraldgw/herald/internal/testkit"
+	"github.com/heraldgw/herald/tenant"
 	"github.com/heraldgw/herald/topic"
 )
 
@@ -30,6 +29,39 @@ func rawPersistentConnect(version byte, clientID, user, pass string) []byte {
 	body = mqttString(body, user)
 	body = mqttString(body, pass)
 	return packet(0x10, body)
+}
+
+// resume connects a raw client over nc as s's browser with a persistent
+// session and returns it with its CONNACK body.
+func resume(t testing.TB, nc net.Conn, version byte, s tenant.Session) (*rawSession, []byte) {
+	t.Helper()
+	rs := newRaw(nc)
+	rs.send(t, rawPersistentConnect(version, s.Channel, "demo", s.Token))
+	h, body := rs.read(t)
+	if h != 0x20 || len(body) < 2 || body[1] != 0 {
+		t.Fatalf("CONNACK %#x %x", h, body)
+	}
+	return rs, body
+}
+
+// subscribed connects s's browser over nc with a persistent session
+// subscribed to its channel.
+func subscribed(t testing.TB, nc net.Conn, version byte, s tenant.Session) *rawSession {
+	t.Helper()
+	rs, _ := resume(t, nc, version, s)
+	rs.send(t, rawSubscribe(version, 1, topic.ChannelFilter("demo", s.Channel)))
+	rs.read(t)
+	return rs
+}
+
+// resumed reconnects s's browser and checks that its session was kept.
+func resumed(t testing.TB, nc net.Conn, version byte, s tenant.Session) *rawSession {
+	t.Helper()
+	rs, body := resume(t, nc, version, s)
+	if body[0] != 1 {
+		t.Fatal("CONNACK without session present")
+	}
+	return rs
 }
 
 // rawPublish is a PUBLISH as a raw client received it.
@@ -124,11 +156,7 @@ func TestOfflineQueueOrder(t *testing.T) {
 				s := mint(t, tb, "demo")
 				name := topic.Events("demo", s.Channel)
 
-				rs := newRaw(dialTCP(t, tb))
-				rs.send(t, rawPersistentConnect(version, s.Channel, "demo", s.Token))
-				rs.read(t)
-				rs.send(t, rawSubscribe(version, 1, topic.ChannelFilter("demo", s.Channel)))
-				rs.read(t)
+				rs := subscribed(t, dialTCP(t, tb), version, s)
 				// Received but never acknowledged: these come again first.
 				publishNumbered(t, tb, name, 0, 5)
 				for range 5 {
@@ -142,11 +170,7 @@ func TestOfflineQueueOrder(t *testing.T) {
 					tb = startBroker(t, Config{DataDir: dir})
 				}
 
-				rs = newRaw(dialTCP(t, tb))
-				rs.send(t, rawPersistentConnect(version, s.Channel, "demo", s.Token))
-				if h, body := rs.read(t); h != 0x20 || body[0] != 1 {
-					t.Fatalf("CONNACK %#x %x, want session present", h, body)
-				}
+				rs = resumed(t, dialTCP(t, tb), version, s)
 				var got []string
 				for range 5 + n {
 					p := rs.readPublish(t, version)
@@ -168,26 +192,6 @@ func TestOfflineQueueOrder(t *testing.T) {
 	}
 }
 
-// A browser (MQTT 5, paho) that goes away and comes back gets its queued
-// events in order.
-func TestOfflineQueueOrderPaho(t *testing.T) {
-	tb := startBroker(t, Config{DataDir: t.TempDir()})
-	s := mint(t, tb, "demo")
-	mc := mustConnect(t, dialWS(t, tb, demoOrigin), s.Channel, "demo", s.Token, withSession(3600))
-	mc.subscribe(t, topic.ChannelFilter("demo", s.Channel))
-	if err := mc.Disconnect(&paho.Disconnect{}); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 10*time.Second, "client gone", func() bool { return tb.Clients() == 0 })
-	publishNumbered(t, tb, topic.Events("demo", s.Channel), 0, 20)
-	mc = mustConnect(t, dialWS(t, tb, demoOrigin), s.Channel, "demo", s.Token, withSession(3600))
-	var got []string
-	for range 20 {
-		got = append(got, string(mc.next(t, 5*time.Second).Payload))
-	}
-	checkOrder(t, got, 0)
-}
-
 // A burst larger than the in-flight window reaches a connected client in
 // order, each message once.
 func TestLiveBurstOrder(t *testing.T) {
@@ -195,11 +199,7 @@ func TestLiveBurstOrder(t *testing.T) {
 		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
 			tb := startBroker(t, Config{DataDir: t.TempDir(), MaxInflight: 4, MaxQueued: 512})
 			s := mint(t, tb, "demo")
-			rs := newRaw(dialTCP(t, tb))
-			rs.send(t, rawPersistentConnect(version, s.Channel, "demo", s.Token))
-			rs.read(t)
-			rs.send(t, rawSubscribe(version, 1, topic.ChannelFilter("demo", s.Channel)))
-			rs.read(t)
+			rs := subscribed(t, dialTCP(t, tb), version, s)
 			const n = 100
 			publishNumbered(t, tb, topic.Events("demo", s.Channel), 0, n)
 			var got []string
@@ -222,11 +222,7 @@ func TestSlowPersistentConsumerLosesNothing(t *testing.T) {
 	s := mint(t, tb, "demo")
 	nc := dialTCP(t, tb)
 	_ = nc.(*net.TCPConn).SetReadBuffer(4096)
-	rs := newRaw(nc)
-	rs.send(t, rawPersistentConnect(4, s.Channel, "demo", s.Token))
-	rs.read(t)
-	rs.send(t, rawSubscribe(4, 1, topic.ChannelFilter("demo", s.Channel)))
-	rs.read(t)
+	rs := subscribed(t, nc, 4, s)
 	// From here on the client reads nothing.
 	name := topic.Events("demo", s.Channel)
 	pad := strings.Repeat("x", 100<<10)
@@ -245,11 +241,7 @@ func TestSlowPersistentConsumerLosesNothing(t *testing.T) {
 	}
 	_ = nc.Close()
 
-	rs = newRaw(dialTCP(t, tb))
-	rs.send(t, rawPersistentConnect(4, s.Channel, "demo", s.Token))
-	if h, body := rs.read(t); h != 0x20 || body[0] != 1 {
-		t.Fatalf("CONNACK %#x %x, want session present", h, body)
-	}
+	rs = resumed(t, dialTCP(t, tb), 4, s)
 	var got []string
 	for range n {
 		p := rs.readPublish(t, 4)
@@ -268,15 +260,7 @@ func TestOrderAcrossReconnectsUnderLoad(t *testing.T) {
 	tb := startBroker(t, Config{DataDir: t.TempDir()})
 	s := mint(t, tb, "demo")
 	name := topic.Events("demo", s.Channel)
-	connect := func() *rawSession {
-		rs := newRaw(dialTCP(t, tb))
-		rs.send(t, rawPersistentConnect(4, s.Channel, "demo", s.Token))
-		rs.read(t)
-		return rs
-	}
-	rs := connect()
-	rs.send(t, rawSubscribe(4, 1, topic.ChannelFilter("demo", s.Channel)))
-	rs.read(t)
+	rs := subscribed(t, dialTCP(t, tb), 4, s)
 
 	stop := make(chan struct{})
 	published := make(chan int, 1)
@@ -313,7 +297,7 @@ func TestOrderAcrossReconnectsUnderLoad(t *testing.T) {
 	for range 20 {
 		receive(rs, next+20)
 		_ = rs.c.Close()
-		rs = connect()
+		rs = resumed(t, dialTCP(t, tb), 4, s)
 	}
 	close(stop)
 	receive(rs, <-published)

@@ -13,8 +13,9 @@ import (
 	"github.com/heraldgw/herald/topic"
 )
 
-// A QoS 1 message published while a persistent-session browser is offline
-// is delivered once when it returns, even after the broker restarted.
+// QoS 1 messages published while a persistent-session browser is offline
+// are delivered once each, in order, when it returns, even after the broker
+// restarted.
 func TestOfflineDeliveryAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
 	tb := startBroker(t, Config{DataDir: dir})
@@ -27,7 +28,7 @@ func TestOfflineDeliveryAcrossRestart(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "client gone", func() bool { return tb.Clients() == 0 })
 
 	name := topic.Job("demo", s.Channel, "job1")
-	for i := range 3 {
+	for i := range 20 {
 		payload := fmt.Appendf(nil, `{"id":"evt_%d"}`, i)
 		if err := tb.Publish(context.Background(), name, payload, PublishOptions{QoS: 1}); err != nil {
 			t.Fatal(err)
@@ -42,16 +43,17 @@ func TestOfflineDeliveryAcrossRestart(t *testing.T) {
 
 	tb2 := startBroker(t, Config{DataDir: dir})
 	mc2 := mustConnect(t, dialWS(t, tb2, demoOrigin), s.Channel, "demo", s.Token, withSession(3600))
-	seen := map[string]int{}
-	for range 4 {
-		m := mc2.next(t, 5*time.Second)
-		seen[string(m.Payload)]++
+	var got, want []string
+	for i := range 20 {
+		want = append(want, fmt.Sprintf(`{"id":"evt_%d"}`, i))
+	}
+	want = append(want, `{"id":"evt_final"}`)
+	for range want {
+		got = append(got, string(mc2.next(t, 5*time.Second).Payload))
 	}
 	mc2.none(t, 300*time.Millisecond)
-	for _, want := range []string{`{"id":"evt_0"}`, `{"id":"evt_1"}`, `{"id":"evt_2"}`, `{"id":"evt_final"}`} {
-		if seen[want] != 1 {
-			t.Fatalf("received %q %d times; all: %v", want, seen[want], seen)
-		}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("received %v, want each once in order %v", got, want)
 	}
 	// Acknowledged messages are not delivered again after another restart.
 	if err := mc2.Disconnect(&paho.Disconnect{}); err != nil {
