@@ -88,8 +88,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	// A second processor on the same registry (tests, or one process
-	// running two) shares the first one's collectors.
+	return m, m.register(reg)
+}
+
+// register registers m's collectors on reg. A second processor on the
+// same registry (tests, or one process running two) shares the first
+// one's collectors.
+func (m *metrics) register(reg prometheus.Registerer) error {
 	var err error
 	register := func(c prometheus.Collector) prometheus.Collector {
 		if err != nil {
@@ -115,7 +120,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.deleted = register(m.deleted).(prometheus.Counter)
 	m.redriven = register(m.redriven).(prometheus.Counter)
 	m.queue = register(m.queue).(*prometheus.GaugeVec)
-	return m, err
+	return err
 }
 
 // jobEnded counts a job's final event.

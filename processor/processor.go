@@ -214,76 +214,25 @@ func (p *Processor) Run(ctx context.Context) error {
 	// receiving and only later (after the drain deadline) the work.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
-	if p.cfg.InputCacheBytes > 0 {
-		c, err := newInputCache(p.cfg.WorkDir, p.cfg.InputCacheBytes)
-		if err != nil {
-			return err
-		}
-		p.inputs = c
-		defer func() {
-			if err := c.close(); err != nil {
-				p.log.Warn("input cache not removed", "err", err)
-			}
-		}()
+	closeCache, err := p.openInputCache()
+	if err != nil {
+		return err
 	}
+	defer closeCache()
 	var wg sync.WaitGroup
-	if p.cfg.QueueSampleInterval > 0 {
-		// The first sample learns the redrive policy before any message
-		// is handled.
-		if err := p.sampleOnce(ctx); err != nil {
-			p.log.Warn("queue attributes not sampled", "queue", p.cfg.QueueURL, "err", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.sampleQueue(ctx)
-		}()
-	}
+	p.startSampler(ctx, &wg)
 	slots := make(chan struct{}, p.cfg.Workers)
-	backoff := time.Duration(0)
 	p.log.Info("processor started", "queue", p.cfg.QueueURL, "workers", p.cfg.Workers, "conversions", p.cfg.Conversions)
-receive:
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			break receive
-		}
-		n := 1
-	more:
-		for n < min(p.cfg.MaxMessages, p.cfg.Workers) {
-			select {
-			case slots <- struct{}{}:
-				n++
-			default:
-				break more
-			}
-		}
-		out, err := p.cfg.Queue.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(p.cfg.QueueURL), MaxNumberOfMessages: int32(n),
-			WaitTimeSeconds: int32(p.cfg.WaitTime / time.Second),
-			// Taken for Visibility on receipt (the queue's own timeout may
-			// be shorter); the heartbeat renews it from there.
-			VisibilityTimeout:           int32(p.cfg.Visibility / time.Second),
-			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
-		})
-		var msgs []types.Message
-		if err == nil {
-			msgs = out.Messages
-		}
-		for range n - len(msgs) {
-			<-slots
-		}
+	for backoff := time.Duration(0); ; {
+		msgs, err := p.receive(ctx, slots)
 		if err != nil {
 			if ctx.Err() != nil {
-				break receive
+				break
 			}
 			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 			p.log.Warn("receive failed", "queue", p.cfg.QueueURL, "retry_in", backoff, "err", err)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				break receive
+			if sleep(ctx, backoff) != nil {
+				break
 			}
 			continue
 		}
@@ -298,6 +247,101 @@ receive:
 			}()
 		}
 	}
+	p.drain(&wg, stopWork)
+	p.log.Info("processor stopped")
+	return nil
+}
+
+// openInputCache opens the cache of downloaded inputs, if one is
+// configured; the returned func removes it.
+func (p *Processor) openInputCache() (closeCache func(), err error) {
+	if p.cfg.InputCacheBytes <= 0 {
+		return func() {}, nil
+	}
+	c, err := newInputCache(p.cfg.WorkDir, p.cfg.InputCacheBytes)
+	if err != nil {
+		return nil, err
+	}
+	p.inputs = c
+	return func() {
+		if err := c.close(); err != nil {
+			p.log.Warn("input cache not removed", "err", err)
+		}
+	}, nil
+}
+
+// startSampler samples the queue's attributes until ctx ends, if asked to.
+// The first sample is taken before any message is handled, so the
+// redrive policy is known.
+func (p *Processor) startSampler(ctx context.Context, wg *sync.WaitGroup) {
+	if p.cfg.QueueSampleInterval <= 0 {
+		return
+	}
+	if err := p.sampleOnce(ctx); err != nil {
+		p.log.Warn("queue attributes not sampled", "queue", p.cfg.QueueURL, "err", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.sampleQueue(ctx)
+	}()
+}
+
+// receive waits for a free worker slot, takes any further free ones (up to
+// MaxMessages), and receives at most that many messages; it gives back the
+// slots no message came for. An error after ctx ends is ctx's.
+func (p *Processor) receive(ctx context.Context, slots chan struct{}) ([]types.Message, error) {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	n := 1
+	for n < min(p.cfg.MaxMessages, p.cfg.Workers) && tryAcquire(slots) {
+		n++
+	}
+	out, err := p.cfg.Queue.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(p.cfg.QueueURL), MaxNumberOfMessages: int32(n),
+		WaitTimeSeconds: int32(p.cfg.WaitTime / time.Second),
+		// Taken for Visibility on receipt (the queue's own timeout may
+		// be shorter); the heartbeat renews it from there.
+		VisibilityTimeout:           int32(p.cfg.Visibility / time.Second),
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+	})
+	var msgs []types.Message
+	if err == nil {
+		msgs = out.Messages
+	}
+	for range n - len(msgs) {
+		<-slots
+	}
+	return msgs, err
+}
+
+func tryAcquire(slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d, or returns ctx's error if it ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drain waits for the running steps up to DrainTimeout; then it cancels
+// them (their messages return to the queue) and waits for them to return.
+func (p *Processor) drain(wg *sync.WaitGroup, stopWork context.CancelFunc) {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
@@ -307,8 +351,6 @@ receive:
 		stopWork()
 		<-done
 	}
-	p.log.Info("processor stopped")
-	return nil
 }
 
 // handle runs one message with a visibility heartbeat and deletes it when
