@@ -61,10 +61,15 @@ func TestHostileInputsFailWithCode(t *testing.T) {
 				if want := FailureMessage(convert.Code(c.wantCode)); final.Error.Message != want {
 					t.Errorf("message %q, want %q", final.Error.Message, want)
 				}
-				if got := e.logs.Matching(func(m map[string]any) bool {
-					d, _ := m["detail"].(string)
-					return m["msg"] == "job" && m["job"] == jobs[i] && m["code"] == c.wantCode && d != ""
-				}); len(got) == 0 {
+				// The line is written once the event is out, so it may
+				// trail the event's arrival by a moment.
+				logged := testkit.Eventually(5*time.Second, func() bool {
+					return len(e.logs.Matching(func(m map[string]any) bool {
+						d, _ := m["detail"].(string)
+						return m["msg"] == "job" && m["job"] == jobs[i] && m["code"] == c.wantCode && d != ""
+					})) > 0
+				})
+				if !logged {
 					t.Errorf("no \"job\" log line with the failure's detail for job %s", jobs[i])
 				}
 			}
