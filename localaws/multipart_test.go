@@ -296,6 +296,13 @@ func TestIncompleteUploadsAborted(t *testing.T) {
 	if _, err := os.Stat(partsDir); !os.IsNotExist(err) {
 		t.Fatalf("parts dir after the abort: %v, want it gone", err)
 	}
+	// The sweeper counts the abort just after it removed the parts.
+	for range 100 {
+		if mfs, _ := reg.Gather(); strings.Contains(fmt.Sprint(mfs), "expired") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if got := counterWith(t, reg, "herald_localaws_s3_multipart_aborted_total", "expired"); got != 1 {
 		t.Fatalf("aborted (expired): got %v, want 1", got)
 	}
