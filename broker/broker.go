@@ -151,30 +151,6 @@ func New(cfg Config) (*Broker, error) {
 	return b, nil
 }
 
-// capabilities are the MQTT limits and features the broker offers.
-func capabilities(cfg Config) *mqtt.Capabilities {
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClients = int64(cfg.MaxConnections)
-	caps.MaximumMessageExpiryInterval = int64(cfg.MessageExpiry / time.Second)
-	caps.MaximumClientWritesPending = int32(cfg.MaxQueued)
-	caps.MaximumSessionExpiryInterval = uint32(cfg.SessionExpiry / time.Second)
-	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
-	caps.ReceiveMaximum = uint16(cfg.MaxInflight)
-	caps.MaximumInflight = uint16(cfg.MaxStored)
-	// Topic aliases would let a client publish under a name the ACL saw
-	// only once; nothing here needs them.
-	caps.TopicAliasMaximum = 0
-	// AWS IoT Core offers QoS 0 and 1 only; staying within it keeps the
-	// external-broker mode equivalent.
-	caps.MaximumQos = 1
-	caps.SharedSubAvailable = 0
-	// A PUBACK says nothing but its reason (mochi would echo the
-	// publisher's user properties and other properties).
-	caps.Compatibilities.NoInheritedPropertiesOnAck = true
-	caps.MinimumProtocolVersion = 4
-	return caps
-}
-
 func (b *Broker) closeStore() { _ = b.store.Stop() }
 
 // TCPAddr returns the bound address of the plain MQTT listener, or nil.

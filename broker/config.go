@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldgw/herald/tenant"
@@ -229,4 +230,28 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.Default()
 	}
 	return c, nil
+}
+
+// capabilities are the MQTT limits and features the broker offers.
+func capabilities(cfg Config) *mqtt.Capabilities {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClients = int64(cfg.MaxConnections)
+	caps.MaximumMessageExpiryInterval = int64(cfg.MessageExpiry / time.Second)
+	caps.MaximumClientWritesPending = int32(cfg.MaxQueued)
+	caps.MaximumSessionExpiryInterval = uint32(cfg.SessionExpiry / time.Second)
+	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+	caps.ReceiveMaximum = uint16(cfg.MaxInflight)
+	caps.MaximumInflight = uint16(cfg.MaxStored)
+	// Topic aliases would let a client publish under a name the ACL saw
+	// only once; nothing here needs them.
+	caps.TopicAliasMaximum = 0
+	// AWS IoT Core offers QoS 0 and 1 only; staying within it keeps the
+	// external-broker mode equivalent.
+	caps.MaximumQos = 1
+	caps.SharedSubAvailable = 0
+	// A PUBACK says nothing but its reason (mochi would echo the
+	// publisher's user properties and other properties).
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	caps.MinimumProtocolVersion = 4
+	return caps
 }

@@ -2,6 +2,8 @@ package sqs
 
 import (
 	"container/heap"
+	"context"
+	"fmt"
 	"sync"
 )
 
@@ -151,4 +153,29 @@ func (h *msgHeap) Pop() any {
 	m.heapIdx = -1
 	*h = old[:n-1]
 	return m
+}
+
+// locked runs fn with q locked, failing if the queue was deleted meanwhile.
+func locked[T any](q *queue, fn func() (T, error)) (T, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		var zero T
+		return zero, errNoQueue(q.name)
+	}
+	return fn()
+}
+
+// write runs fn with q locked (see locked) and waits until the write fn
+// submitted, if any, is durable; what names the operation in errors
+// ("send to").
+func (s *Service) write(ctx context.Context, q *queue, what string, fn func() (*writeOp, error)) error {
+	op, err := locked(q, fn)
+	if err != nil || op == nil {
+		return err
+	}
+	if err := op.wait(ctx); err != nil {
+		return fmt.Errorf("sqs: %s %q: %w", what, q.name, err)
+	}
+	return nil
 }

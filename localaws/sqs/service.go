@@ -290,31 +290,6 @@ func (s *Service) deleteQueue(ctx context.Context, name string) error {
 	return nil
 }
 
-// locked runs fn with q locked, failing if the queue was deleted meanwhile.
-func locked[T any](q *queue, fn func() (T, error)) (T, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.deleted {
-		var zero T
-		return zero, errNoQueue(q.name)
-	}
-	return fn()
-}
-
-// write runs fn with q locked (see locked) and waits until the write fn
-// submitted, if any, is durable; what names the operation in errors
-// ("send to").
-func (s *Service) write(ctx context.Context, q *queue, what string, fn func() (*writeOp, error)) error {
-	op, err := locked(q, fn)
-	if err != nil || op == nil {
-		return err
-	}
-	if err := op.wait(ctx); err != nil {
-		return fmt.Errorf("sqs: %s %q: %w", what, q.name, err)
-	}
-	return nil
-}
-
 func (s *Service) purgeQueue(ctx context.Context, name string) error {
 	q, err := s.lookup(name)
 	if err != nil {
