@@ -200,6 +200,13 @@ func TestResumableUploadRoutes(t *testing.T) {
 		t.Errorf("list parts of an aborted upload: got %d, want 404", status)
 	}
 
+	// A single upload of an empty file says so (it used to be told that
+	// "size" must be the file's size).
+	resp, body = postJSON(t, g.base+"/v1/uploads", s.Token, map[string]any{"filename": "blank.png", "contentType": "image/png", "size": 0})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `\"blank.png\" is empty (0 bytes)`) {
+		t.Errorf("POST /v1/uploads of an empty file: got %d %s, want 400 saying it is empty", resp.StatusCode, body)
+	}
+
 	// The upload token opens no MQTT connection.
 	if _, _, err := dialMQTT(t, s.MQTT.URL, &paho.Connect{ClientID: s.ClientID, Username: "demo", UsernameFlag: true,
 		Password: []byte(upTok), PasswordFlag: true, KeepAlive: 30, CleanStart: true}); err == nil {

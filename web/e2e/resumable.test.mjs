@@ -2,14 +2,18 @@
 // in the demo page, Companion mode against the gateway's /v1/uploads routes):
 //
 // 1. A 300 MiB TIFF goes to localaws in 5 MiB parts. The network is cut
-//    (DevTools offline emulation) mid-way and restored; the upload resumes
-//    and completes without sending a finished part again — counted both in
-//    the browser's network log and by localaws (herald_localaws_s3_upload_parts_total)
-//    — and the job card reaches "completed" from MQTT events.
+//    (DevTools offline emulation) a quarter of the way, failing the upload,
+//    and restored; later the upload is paused and resumed. Each time it
+//    resumes from the bucket's list of parts and completes without sending
+//    a finished part again — counted both in the browser's network log and
+//    by localaws (herald_localaws_s3_upload_parts_total) — and the job card
+//    reaches "completed" from MQTT events.
 // 2. The same page sends a small file in one presigned POST (/s3/params);
 //    signing a part of another channel's upload answers 403; a file over the
 //    app's limit or of a type it does not take is refused before any byte
-//    is sent, by Uppy's restrictions and, with those lifted, by the gateway.
+//    is sent, by Uppy's restrictions and, with those lifted, by the gateway;
+//    an empty file is refused with a message that says so; each refused
+//    file has its own line.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -69,6 +73,7 @@ async function openPage(ctx) {
   return { page, errors };
 }
 
+const isListParts = (call) => /^GET \/v1\/uploads\/\{token\}\/s3\/multipart\/[^/]+$/.test(call);
 const isBucket = (url) => new URL(url).origin !== new URL(gw.url).origin;
 
 test('a 300 MiB file goes up in parts, resumes after the network is cut without resending parts, and completes over MQTT', async () => {
@@ -100,6 +105,18 @@ test('a 300 MiB file goes up in parts, resumes after the network is cut without 
     if (res?.status() === 200) stored.set(partOf(req.url()), (stored.get(partOf(req.url())) ?? 0) + 1);
   });
   const before = await partsCounted();
+  // The network is cut a quarter of the way: the browser goes offline as it
+  // asks for the next part's URL, which fails.
+  const cutPart = Math.ceil(nParts / 4) + 1;
+  let cut;
+  const cutDone = new Promise((resolve) => (cut = resolve));
+  await page.route(/\/s3\/multipart\/[^/?]+\/\d+\?/, async (route) => {
+    if (cutAt || !new URL(route.request().url()).pathname.endsWith(`/${cutPart}`)) return route.continue();
+    await ctx.setOffline(true);
+    cutAt = new Set(stored.keys());
+    cut();
+    return route.abort('internetdisconnected');
+  });
 
   await addFiles(page, file);
   const waitStored = async (n) => {
@@ -109,18 +126,19 @@ test('a 300 MiB file goes up in parts, resumes after the network is cut without 
       await new Promise((r) => setTimeout(r, 20));
     }
   };
-  // Cut the network once a quarter of the parts are in. Depending on what
-  // was in flight, the upload fails (the page retries when the browser is
-  // back online, and @uppy/aws-s3 asks the gateway which parts the bucket
-  // holds) or stalls and goes on.
-  await waitStored(nParts / 4);
-  await ctx.setOffline(true);
-  const interruptions = [new Set(stored.keys())];
-  cutAt = interruptions[0];
-  await page.waitForTimeout(3000);
-  assert.ok(stored.size <= cutAt.size + 1, `${stored.size - cutAt.size} parts stored while the browser was offline`);
+  // The upload stops with an error; back online, the page retries, and
+  // @uppy/aws-s3 asks the gateway which parts the bucket holds (ListParts)
+  // and goes on.
+  await cutDone;
+  const interruptions = [cutAt];
+  await page.waitForFunction(() => window.herald.uppy.getFiles()[0]?.error, null, { timeout: 30_000 });
+  await page.waitForTimeout(1000);
+  assert.equal(stored.size, cutAt.size, 'parts were stored while the browser was offline');
   await page.screenshot({ path: path.join(outputDir, 'uppy-offline.png'), fullPage: true });
+  const listsBefore = gatewayCalls.filter(isListParts).length;
   await ctx.setOffline(false);
+  await waitStored(cutAt.size + 2);
+  assert.equal(gatewayCalls.filter(isListParts).length, listsBefore + 1, 'the resume after the cut asked for the parts held');
   // Pause and resume at half way: the part in flight is abandoned, and the
   // resume starts from the bucket's list of parts.
   await waitStored(nParts / 2);
@@ -151,15 +169,15 @@ test('a 300 MiB file goes up in parts, resumes after the network is cut without 
   // answer for a part stored just as the upload paused; the resume learns
   // of it from ListParts and does not send it again.)
   assert.equal((await partsCounted()) - before, nParts, 'localaws stored a part more than once, or missed one');
-  for (let n = 1; n <= nParts; n++) assert.ok(sent.has(n), `part ${n} was never sent`);
+  for (let n = 1; n <= nParts; n++) assert.ok(sent.has(n), `part ${n} was never sent; sent ${[...sent.keys()]}; gateway ${gatewayCalls.join(", ")}`);
   for (const [n, c] of stored) assert.equal(c, 1, `part ${n} stored ${c} times`);
   assert.ok(cutAt.size >= nParts / 4 && cutAt.size < nParts, `cut after ${cutAt.size} of ${nParts} parts`);
   // A part stored before an interruption is never sent after it.
   const resent = sentAfterCut.filter((n) => cutAt.has(n));
   assert.deepEqual(resent, [], 'parts finished before the cut were sent again');
   for (const n of interruptions[1]) assert.equal(sent.get(n), 1, `part ${n}, stored before the pause, was sent ${sent.get(n)} times`);
-  // The resume after the pause asked which parts the bucket holds (ListParts).
-  assert.ok(gatewayCalls.some((c) => /^GET \/v1\/uploads\/\{token\}\/s3\/multipart\/[^/]+$/.test(c)), `no ListParts in ${gatewayCalls.join(', ')}`);
+  // Both resumes asked which parts the bucket holds (ListParts).
+  assert.ok(gatewayCalls.filter(isListParts).length >= 2, `ListParts in ${gatewayCalls.join(', ')}`);
   assert.ok(gatewayCalls.includes('POST /v1/uploads/{token}/s3/multipart'));
   assert.ok(!gatewayCalls.some((c) => c.startsWith('GET /v1/jobs')), 'the page polled the jobs API');
   console.log(`# ${nParts} parts of ${partSize} bytes; offline after ${cutAt.size}, paused after ${interruptions[1].size}; ` +
@@ -214,10 +232,14 @@ test('small files go in one POST; another channel is refused; oversize and wrong
   const mark = requests.length;
   await addFiles(page, huge);
   await addFiles(page, { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image') });
-  await page.waitForFunction(() => document.querySelectorAll('#upload-errors li').length >= 2, null, { timeout: 10_000 });
+  // An empty file is refused with a message that says so.
+  await addFiles(page, { name: 'empty.png', mimeType: 'image/png', buffer: Buffer.alloc(0) });
+  await page.waitForFunction(() => document.querySelectorAll('#upload-errors li').length >= 3, null, { timeout: 10_000 });
+  // One line per file: no message hides another.
   const refusals = await page.locator('#upload-errors li').allTextContents();
   assert.ok(refusals.some((t) => t.startsWith('huge.tif') && /exceeds/i.test(t)), `refusals: ${refusals}`);
   assert.ok(refusals.some((t) => t.startsWith('notes.txt')), `refusals: ${refusals}`);
+  assert.ok(refusals.includes('empty.png is empty (0 bytes): there is nothing to convert'), `refusals: ${refusals}`);
   const sentSince = requests.slice(mark).filter((r) => /^https?:/.test(r.url));
   assert.deepEqual(sentSince.map((r) => `${r.method} ${r.url}`), [], 'a refused file made a request');
 

@@ -87,9 +87,17 @@ export function createUploader({ client, target, jobs, refusals }) {
 
   let channel = '';
   let endpoint = null;
-  /** Asks for an upload endpoint of the current session; refreshes it when the channel changed. */
+  /**
+   * Asks for an upload endpoint of the current session: the first time, for
+   * a new channel, and when the one in use has less than an hour left (it
+   * is not swapped under an upload in progress; the next session event
+   * tries again).
+   */
   async function useSession(session) {
-    if (!session || session.channel === channel) return endpoint;
+    if (!session) return endpoint;
+    const fresh = endpoint && Date.parse(endpoint.expiresAt) - Date.now() > 3600_000;
+    if (session.channel === channel && fresh) return endpoint;
+    if (endpoint && session.channel === channel && Object.keys(uppy.getState().currentUploads).length > 0) return endpoint;
     channel = session.channel;
     try {
       endpoint = await client.uploadEndpoint();
