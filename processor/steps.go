@@ -107,6 +107,7 @@ func (p *Processor) routeKey(st *State) string {
 // output makes one output, records it, reports progress and, when it is
 // the last one, completes the job.
 func (p *Processor) output(ctx context.Context, st *State) error {
+	p.log.LogAttrs(ctx, slog.LevelDebug, "output step started", slog.String("job", st.JobID), slog.String("output", st.Output))
 	if ended, err := p.replayFinal(ctx, st); ended || err != nil {
 		return err
 	}
