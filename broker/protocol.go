@@ -31,7 +31,7 @@ var errQoS2 = fmt.Errorf("mqtt: QoS 2 is not supported: %w", packets.ErrRejectPa
 //   - the PUBACK to an MQTT 5 QoS 1 publish carried reason 0x01 (granted
 //     QoS 1, a SUBACK code) and echoed the publisher's properties
 //     (40 0b 00 09 01 07 26 00 01 6b 00 01 76): now 0x00 and no properties
-//     (mochi's NoInheritedPropertiesOnAck, set in New).
+//     (mochi's NoInheritedPropertiesOnAck, set with the capabilities).
 //   - CONNACK did not say Shared Subscription Available = 0 although
 //     "$share/…" filters are refused: it says so now.
 //
