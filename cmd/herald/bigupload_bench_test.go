@@ -231,20 +231,25 @@ func waitHTTP(b *testing.B, url string, within time.Duration) {
 // rssMB reads a VmRSS-style field of /proc/pid/status in MB.
 func rssMB(b *testing.B, pid int, field string) float64 {
 	b.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	mb, err := procStatusMB(pid, field)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1000
+	return mb
+}
+
+func procStatusMB(pid int, field string) (float64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1000, err
 		}
 	}
-	b.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // sampleRSS samples the process's VmRSS every 100 ms; the returned
@@ -259,15 +264,10 @@ func sampleRSS(pid int) func() float64 {
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-				for _, line := range strings.Split(string(b), "\n") {
-					if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-						kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-						mu.Lock()
-						peak = max(peak, kb/1000)
-						mu.Unlock()
-					}
-				}
+			if mb, err := procStatusMB(pid, "VmRSS"); err == nil {
+				mu.Lock()
+				peak = max(peak, mb)
+				mu.Unlock()
 			}
 			select {
 			case <-stop:
