@@ -26,6 +26,10 @@ const (
 	// RecordsPrefix starts herald/jobs/{app}/{channel}/{jobId}/…, the
 	// gateway's own records of a job.
 	RecordsPrefix = ReservedPrefix + "jobs/"
+	// InFlightPrefix starts herald/inflight/{app}/{jobId}: one empty
+	// object per job started and not yet ended, so an app's jobs in
+	// flight are counted with one listing wherever the count is needed.
+	InFlightPrefix = ReservedPrefix + "inflight/"
 	// ManifestName ends an external converter's outputs: an object
 	// converted/{app}/{channel}/{jobId}/manifest.json.
 	ManifestName = "manifest.json"

@@ -31,8 +31,8 @@ type UploadRequest struct {
 	Filename    string `json:"filename"`
 	ContentType string `json:"contentType"`
 	Size        int64  `json:"size"`
-	// MaxBytes is the app's upload limit; the grant's content-length-range
-	// ends there.
+	// MaxBytes is the app's upload limit: a larger declared Size is
+	// refused.
 	MaxBytes int64 `json:"-"`
 	// AllowedTypes are the app's allowed content types (see
 	// Limits.AllowsType).
@@ -47,9 +47,11 @@ type UploadGrant struct {
 	URL    string            `json:"url"`
 	Fields map[string]string `json:"fields"`
 	// ContentType is the type the object will have (also in Fields).
-	ContentType string    `json:"-"`
-	MaxBytes    int64     `json:"maxBytes"`
-	ExpiresAt   time.Time `json:"expiresAt"`
+	ContentType string `json:"-"`
+	// MaxBytes is what the upload may carry: the declared size, which
+	// the policy's content-length-range holds it to exactly.
+	MaxBytes  int64     `json:"maxBytes"`
+	ExpiresAt time.Time `json:"expiresAt"`
 }
 
 // Request asks to convert an object already in S3 for a channel: the body

@@ -47,7 +47,11 @@ func (p *Processor) replayFinal(ctx context.Context, st *State) (ended bool, err
 		return false, err
 	}
 	if fm.Writer == st.stepID() {
-		return true, p.publish(ctx, fm.Event)
+		if err := p.publish(ctx, fm.Event); err != nil {
+			return true, err
+		}
+		p.inflight.remove(ctx, st.job())
+		return true, nil
 	}
 	p.log.LogAttrs(ctx, slog.LevelDebug, "job already ended; step skipped", slog.String("job", st.JobID),
 		slog.String("step", st.stepID()), slog.String("ended_by", fm.Writer))
@@ -104,6 +108,7 @@ func (p *Processor) endAfter(ctx context.Context, st *State, writer string, firs
 	if err := p.publish(ctx, e); err != nil {
 		return err
 	}
+	p.inflight.remove(ctx, k)
 	p.jobEnded(ctx, st, e, cost, detail)
 	return nil
 }

@@ -59,7 +59,11 @@ type IntakeConfig struct {
 	// URLExpiry is how long the output URLs JobStatus signs work; default
 	// 1 h.
 	URLExpiry time.Duration
-	Logger    *slog.Logger
+	// Apps gives each app's jobs-in-flight quota: at it, grants and
+	// submissions are refused with a *tenant.QuotaError (needs S3 to
+	// count). Nil: no quota.
+	Apps   Apps
+	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -68,8 +72,9 @@ type IntakeConfig struct {
 // conversions of objects already in S3. It needs no converter, so a
 // web-only process can run it.
 type Intake struct {
-	cfg IntakeConfig
-	log *slog.Logger
+	cfg      IntakeConfig
+	log      *slog.Logger
+	inflight inFlight
 }
 
 // NewIntake checks cfg and returns an Intake.
@@ -100,13 +105,14 @@ func NewIntake(cfg IntakeConfig) (*Intake, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Intake{cfg: cfg, log: cfg.Logger}, nil
+	return &Intake{cfg: cfg, log: cfg.Logger, inflight: inFlight{s3: cfg.S3, bucket: cfg.Bucket, now: cfg.Now, log: cfg.Logger}}, nil
 }
 
 // GrantUpload checks the request and presigns a POST for exactly
 // uploads/{app}/{channel}/{jobId}/{safe filename}, with the content type
-// fixed and the size bounded to [1, MaxBytes]. A Size of 0 means the
-// client declared none (the policy still bounds it).
+// fixed and the size fixed to the declared Size (content-length-range
+// [Size, Size]): a grant is good for the file it was asked for and no
+// other, so a small declared file cannot turn into MaxBytes of storage.
 func (in *Intake) GrantUpload(ctx context.Context, req job.UploadRequest) (job.UploadGrant, error) {
 	if req.MaxBytes <= 0 {
 		return job.UploadGrant{}, fmt.Errorf("no upload limit for app %q: %w", req.App, job.ErrInvalid)
@@ -116,12 +122,18 @@ func (in *Intake) GrantUpload(ctx context.Context, req job.UploadRequest) (job.U
 	if err != nil {
 		return job.UploadGrant{}, err
 	}
+	if req.Size == 0 {
+		return job.UploadGrant{}, fmt.Errorf("%q: the file's size in bytes must be declared (the upload is held to it): %w", req.Filename, job.ErrInvalid)
+	}
+	if err := in.checkQuota(ctx, req.App); err != nil {
+		return job.UploadGrant{}, err
+	}
 	expiry := in.cfg.UploadExpiry
 	post, err := in.cfg.Presigner.PresignPostObject(ctx, &s3.PutObjectInput{Bucket: aws.String(in.cfg.Bucket), Key: aws.String(key)},
 		func(o *s3.PresignPostOptions) {
 			o.Expires = expiry
 			o.Conditions = []any{
-				[]any{"content-length-range", 1, req.MaxBytes},
+				[]any{"content-length-range", req.Size, req.Size},
 				[]any{"eq", "$Content-Type", ct},
 			}
 		})
@@ -137,7 +149,7 @@ func (in *Intake) GrantUpload(ctx context.Context, req job.UploadRequest) (job.U
 		slog.String("job", jobID), slog.String("key", key), slog.String("content_type", ct), slog.Int64("size", req.Size))
 	return job.UploadGrant{
 		JobID: jobID, Key: key, URL: post.URL, Fields: fields, ContentType: ct,
-		MaxBytes: req.MaxBytes, ExpiresAt: in.cfg.Now().Add(expiry).UTC(),
+		MaxBytes: req.Size, ExpiresAt: in.cfg.Now().Add(expiry).UTC(),
 	}, nil
 }
 
@@ -198,6 +210,9 @@ func (in *Intake) SubmitJob(ctx context.Context, req job.Request) (string, error
 	case err != nil:
 		return "", fmt.Errorf("head s3://%s/%s: %w", req.Bucket, req.Key, err)
 	}
+	if err := in.checkQuota(ctx, req.App); err != nil {
+		return "", err
+	}
 	jobID, err := job.NewID()
 	if err != nil {
 		return "", err
@@ -222,6 +237,15 @@ func (in *Intake) SubmitJob(ctx context.Context, req job.Request) (string, error
 	in.log.LogAttrs(ctx, slog.LevelDebug, "job submitted", slog.String("app", req.App), slog.String("channel", req.Channel),
 		slog.String("job", jobID), slog.String("bucket", req.Bucket), slog.String("key", req.Key))
 	return jobID, nil
+}
+
+// checkQuota refuses a new job of app at its jobs-in-flight quota (a
+// *tenant.QuotaError, which says when to retry).
+func (in *Intake) checkQuota(ctx context.Context, app string) error {
+	if in.cfg.Apps == nil || in.cfg.S3 == nil {
+		return nil
+	}
+	return in.inflight.check(ctx, app, maxJobs(in.cfg.Apps, app))
 }
 
 func sendState(ctx context.Context, q Queue, url string, st *State) error {

@@ -30,6 +30,7 @@ type metrics struct {
 	deleted     prometheus.Counter
 	redriven    prometheus.Counter
 	queue       *prometheus.GaugeVec
+	quotaWaits  *prometheus.CounterVec
 }
 
 // jobBuckets span a thumbnail (well under a second) to an hour-long audio
@@ -84,6 +85,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "herald_processor_queue_messages",
 			Help: "Approximate messages in the job queue (queue=\"main\") and its dead-letter queue (queue=\"dead_letter\") by state (visible, in_flight, delayed), sampled with GetQueueAttributes.",
 		}, []string{"queue", "state"}),
+		quotaWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_processor_quota_waits_total",
+			Help: "Job starts put back on the queue to wait because their app was at its maxJobsInFlight, by app.",
+		}, []string{"app"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -120,6 +125,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	m.deleted = register(m.deleted).(prometheus.Counter)
 	m.redriven = register(m.redriven).(prometheus.Counter)
 	m.queue = register(m.queue).(*prometheus.GaugeVec)
+	m.quotaWaits = register(m.quotaWaits).(*prometheus.CounterVec)
 	return err
 }
 

@@ -38,6 +38,9 @@ func (in *Intake) CreateMultipart(ctx context.Context, req job.MultipartRequest)
 	if err != nil {
 		return job.MultipartUpload{}, err
 	}
+	if err := in.checkQuota(ctx, req.App); err != nil {
+		return job.MultipartUpload{}, err
+	}
 	out, err := in.cfg.S3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket: aws.String(in.cfg.Bucket), Key: aws.String(key), ContentType: aws.String(ct),
 	})

@@ -53,6 +53,10 @@ type Config struct {
 	Pipelines []convert.Pipeline
 	// Publisher delivers job events. Required.
 	Publisher Publisher
+	// Apps gives each app's limits: its jobs-in-flight quota (a start
+	// beyond it waits on the queue) and its conversion weight. Nil: no
+	// quota, every app weighs the same.
+	Apps Apps
 
 	// Workers is how many messages (steps) are handled at once; default
 	// 2 × Conversions, so that one step's downloads, uploads and queue
@@ -184,6 +188,8 @@ type Processor struct {
 	records records
 	// jobTurns serializes the fan-in of a job's steps in this process.
 	jobTurns jobTurns
+	// inflight counts and marks the jobs in flight of each app.
+	inflight inFlight
 	// maxReceive is the queue's maxReceiveCount (0: no redrive policy
 	// known); dlqURL and dlqARN are its dead-letter queue, used by the
 	// sampler only.
@@ -202,7 +208,8 @@ func New(cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("processor metrics: %w", err)
 	}
 	return &Processor{cfg: cfg, log: cfg.Logger, convSlots: make(chan struct{}, cfg.Conversions), metrics: m,
-		records: records{s3: cfg.S3, bucket: cfg.Bucket, markerPrefix: cfg.MarkerPrefix}}, nil
+		records:  records{s3: cfg.S3, bucket: cfg.Bucket, markerPrefix: cfg.MarkerPrefix},
+		inflight: inFlight{s3: cfg.S3, bucket: cfg.Bucket, now: cfg.Now, log: cfg.Logger}}, nil
 }
 
 // Run receives and handles messages until ctx ends, then stops receiving

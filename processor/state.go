@@ -66,6 +66,9 @@ type State struct {
 	// EventTime is when the job began: the upload's S3 event time, or
 	// the submission. Job durations are measured from it.
 	EventTime time.Time `json:"eventTime,omitzero"`
+	// Waits counts how often the start waited for the app's
+	// jobs-in-flight quota (each wait is longer).
+	Waits int `json:"waits,omitempty"`
 }
 
 // StateInput is the job's input object.

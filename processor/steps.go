@@ -27,6 +27,9 @@ func (p *Processor) start(ctx context.Context, st *State) error {
 	if ended, err := p.replayFinal(ctx, st); ended || err != nil {
 		return err
 	}
+	if wait, err := p.admit(ctx, st); wait || err != nil {
+		return err
+	}
 	in := st.Input
 	head, err := p.cfg.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(in.Key)})
 	switch {

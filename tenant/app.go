@@ -19,6 +19,30 @@ const (
 	DefaultMaxUploadBytes = 200 << 20
 	DefaultMaxObjectBytes = 5 << 30
 	DefaultEventsPerSec   = 200
+	// DefaultUploadsPerSecond bounds upload grants per app (a bucket of
+	// ten seconds' worth, 200 grants, refilled at 20 a second).
+	DefaultUploadsPerSecond = 20
+	// DefaultSessionUploadsPerMinute bounds upload grants per browser
+	// session (a bucket of ten seconds' worth, at least 1, refilled at one
+	// a second): a page that adds twenty photos at once waits ten seconds
+	// for the last ones, a script that asks for thousands is refused.
+	DefaultSessionUploadsPerMinute = 60
+	// DefaultMaxJobsInFlight bounds the jobs an app has started and not
+	// yet finished.
+	DefaultMaxJobsInFlight = 32
+	// DefaultConversionWeight is an app's share of the conversion slots
+	// relative to other apps with work waiting.
+	DefaultConversionWeight = 1
+	// DefaultMaxRetained and DefaultMaxRetainedBytes bound an app's
+	// retained messages on the embedded broker (a final job event is
+	// about 1 KiB).
+	DefaultMaxRetained      = 10_000
+	DefaultMaxRetainedBytes = 64 << 20
+	// DefaultMaxQueued and DefaultMaxQueuedBytes bound the QoS 1
+	// messages the embedded broker keeps for an app's persistent
+	// sessions (waiting for an offline client or its acknowledgement).
+	DefaultMaxQueued      = 100_000
+	DefaultMaxQueuedBytes = 256 << 20
 )
 
 // Errors returned (wrapped) by the registry.
@@ -59,6 +83,35 @@ type App struct {
 	AllowedTypes []string `yaml:"allowedTypes"`
 	// EventsPerSecond bounds POST /v1/events for the app. Default 200.
 	EventsPerSecond float64 `yaml:"eventsPerSecond"`
+
+	// UploadsPerSecond bounds the upload grants (POST /v1/uploads, the
+	// s3/params and s3/multipart create routes) of all the app's browsers
+	// together, SessionUploadsPerMinute those of one browser session.
+	// Each is a token bucket holding ten seconds' worth. Defaults
+	// DefaultUploadsPerSecond and DefaultSessionUploadsPerMinute;
+	// negative: no limit.
+	UploadsPerSecond        float64 `yaml:"uploadsPerSecond"`
+	SessionUploadsPerMinute float64 `yaml:"sessionUploadsPerMinute"`
+	// MaxJobsInFlight bounds the app's jobs started and not yet finished.
+	// At the bound new grants and job submissions are refused (429 with
+	// Retry-After) and uploads that arrive anyway wait in the queue.
+	// Default DefaultMaxJobsInFlight; negative: no limit.
+	MaxJobsInFlight int `yaml:"maxJobsInFlight"`
+	// ConversionWeight is the app's share of the processor's conversion
+	// slots against other apps with work waiting (2 gets twice the slots
+	// of 1). Default DefaultConversionWeight.
+	ConversionWeight int `yaml:"conversionWeight"`
+	// MaxRetained and MaxRetainedBytes bound the app's retained messages
+	// on the embedded broker, MaxQueued and MaxQueuedBytes the QoS 1
+	// messages it keeps for the app's persistent sessions. A publish
+	// beyond a bound is refused (MQTT 5 PUBACK 0x97, 3.1.1 disconnect, 429
+	// on POST /v1/events). Defaults DefaultMaxRetained,
+	// DefaultMaxRetainedBytes, DefaultMaxQueued and DefaultMaxQueuedBytes;
+	// negative: no limit.
+	MaxRetained      int   `yaml:"maxRetained"`
+	MaxRetainedBytes int64 `yaml:"maxRetainedBytes"`
+	MaxQueued        int   `yaml:"maxQueued"`
+	MaxQueuedBytes   int64 `yaml:"maxQueuedBytes"`
 }
 
 func (a *App) setDefaults() {
@@ -73,6 +126,24 @@ func (a *App) setDefaults() {
 	}
 	if a.EventsPerSecond <= 0 {
 		a.EventsPerSecond = DefaultEventsPerSec
+	}
+	if a.ConversionWeight <= 0 {
+		a.ConversionWeight = DefaultConversionWeight
+	}
+	setDefault(&a.UploadsPerSecond, DefaultUploadsPerSecond)
+	setDefault(&a.SessionUploadsPerMinute, DefaultSessionUploadsPerMinute)
+	setDefault(&a.MaxJobsInFlight, DefaultMaxJobsInFlight)
+	setDefault(&a.MaxRetained, DefaultMaxRetained)
+	setDefault(&a.MaxRetainedBytes, DefaultMaxRetainedBytes)
+	setDefault(&a.MaxQueued, DefaultMaxQueued)
+	setDefault(&a.MaxQueuedBytes, DefaultMaxQueuedBytes)
+}
+
+// setDefault gives a zero limit its default; a negative one (no limit)
+// stays.
+func setDefault[T int | int64 | float64](v *T, d T) {
+	if *v == 0 {
+		*v = d
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -35,6 +36,7 @@ const (
 	CodeUnsupportedMedia Code = "unsupported_media_type"
 	CodeUnsupportedType  Code = "unsupported_format"
 	CodeRateLimited      Code = "rate_limited"
+	CodeQuotaExceeded    Code = "quota_exceeded"
 	CodeUnavailable      Code = "unavailable"
 	CodeInternal         Code = "internal"
 )
@@ -58,7 +60,7 @@ func statusOf(c Code) int {
 		return http.StatusRequestEntityTooLarge
 	case CodeUnsupportedMedia, CodeUnsupportedType:
 		return http.StatusUnsupportedMediaType
-	case CodeRateLimited:
+	case CodeRateLimited, CodeQuotaExceeded:
 		return http.StatusTooManyRequests
 	case CodeUnavailable:
 		return http.StatusServiceUnavailable
@@ -105,6 +107,8 @@ func classify(err error) *Error {
 		return apiError(CodeUnauthorized, err, "invalid session token")
 	case errors.Is(err, tenant.ErrBadAPIKey), errors.Is(err, tenant.ErrUnknownApp):
 		return apiError(CodeUnauthorized, err, "invalid app or api key")
+	case errors.Is(err, tenant.ErrQuota):
+		return apiError(CodeQuotaExceeded, err, "%s; retry later", quotaMessage(err))
 	case errors.Is(err, tenant.ErrAnonymous):
 		return apiError(CodeUnauthorized, err, "this app needs its api key to create sessions")
 	case errors.As(err, &mbe):
@@ -130,6 +134,15 @@ func classify(err error) *Error {
 	}
 }
 
+// quotaMessage says which of the caller's own app's limits was reached.
+func quotaMessage(err error) string {
+	var qe *tenant.QuotaError
+	if !errors.As(err, &qe) {
+		return "this app is at one of its limits"
+	}
+	return fmt.Sprintf("app %q is at its %s (%d)", qe.App, qe.Limit, qe.Max)
+}
+
 // errorBody is the JSON shape of docs/design.md: {"error":{"code","message"}}.
 type errorBody struct {
 	Error struct {
@@ -147,11 +160,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	level("request failed", "method", r.Method, "path", logPath(r), "status", status, "code", ae.Code, "err", err)
 	s.metrics.apiErrors.WithLabelValues(string(ae.Code)).Inc()
+	var qe *tenant.QuotaError
+	if errors.As(err, &qe) {
+		s.metrics.limited.WithLabelValues(qe.App, qe.Limit).Inc()
+	}
 	// A cause that knows when to come back (storage that cannot write)
 	// says so.
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) {
-		w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, ra.RetryAfter()).Seconds())))
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(time.Second, ra.RetryAfter()).Seconds()))))
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = ae.Code, ae.Message

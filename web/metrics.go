@@ -14,6 +14,7 @@ type metrics struct {
 	sessions    prometheus.Counter
 	refreshes   prometheus.Counter
 	revocations prometheus.Counter
+	limited     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		revocations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_sessions_revoked_total", Help: "Browser channels revoked (DELETE /v1/sessions/{channel}).",
 		}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_http_limited_total",
+			Help: "Requests refused by a per-app limit, by app and limit (session_uploads, app_uploads, or the quota's setting: maxJobsInFlight, maxRetained, …).",
+		}, []string{"app", "limit"}),
 		sessions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_sessions_minted_total", Help: "Browser sessions minted.",
 		}),
@@ -44,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.apiErrors, m.events, m.sessions, m.refreshes, m.revocations} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.apiErrors, m.events, m.sessions, m.refreshes, m.revocations, m.limited} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

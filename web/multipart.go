@@ -150,12 +150,15 @@ type paramsResponse struct {
 	JobID   string            `json:"jobId"`
 }
 
-// handleS3Params: GET …/s3/params?filename=&type=[&metadata[size]=] → a
+// handleS3Params: GET …/s3/params?filename=&type=&metadata[size]= → a
 // presigned POST, the same grant as POST /v1/uploads.
 func (s *Server) handleS3Params(w http.ResponseWriter, r *http.Request, u uploader) error {
 	q := r.URL.Query()
 	size, err := declaredSize(q.Get("metadata[size]"))
 	if err != nil {
+		return err
+	}
+	if err := s.takeUploadGrant(u.app, u.claims.Channel); err != nil {
 		return err
 	}
 	g, err := s.cfg.Uploads.GrantUpload(r.Context(), job.UploadRequest{
@@ -189,6 +192,9 @@ func (s *Server) handleMultipartCreate(w http.ResponseWriter, r *http.Request, u
 		if size, err = declaredSize(fmt.Sprint(v)); err != nil {
 			return err
 		}
+	}
+	if err := s.takeUploadGrant(u.app, u.claims.Channel); err != nil {
+		return err
 	}
 	up, err := s.cfg.Multipart.CreateMultipart(r.Context(), job.MultipartRequest{
 		App: u.claims.App, Channel: u.claims.Channel, Filename: req.Filename, ContentType: req.Type, Size: size,

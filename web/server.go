@@ -12,12 +12,10 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 
 	"github.com/heraldgw/herald/event"
 	"github.com/heraldgw/herald/tenant"
@@ -84,9 +82,9 @@ type Server struct {
 	openapi []byte
 	now     func() time.Time
 
-	mu          sync.Mutex
-	appLimiters map[string]*rate.Limiter
-	ipLimiters  *ipLimiter
+	// Token buckets: anonymous sessions per client IP, events per app,
+	// upload grants per session and per app.
+	ipBuckets, eventBuckets, grantBuckets buckets
 }
 
 // New validates cfg and builds the routes.
@@ -119,8 +117,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, mux: &routeMux{ServeMux: http.NewServeMux()}, metrics: m, now: cfg.Now, openapi: doc,
-		appLimiters: map[string]*rate.Limiter{},
-		ipLimiters:  newIPLimiter(rate.Limit(cfg.SessionsPerMinutePerIP/60), int(cfg.SessionsPerMinutePerIP/2)+1),
 	}
 	s.routes()
 	return s, nil

@@ -52,7 +52,7 @@ func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) error {
 		}
 	} else if !app.AllowAnonymous {
 		return tenant.ErrAnonymous
-	} else if !s.ipLimiters.allow(r, s.now()) {
+	} else if !s.allowSession(r) {
 		return apiError(CodeRateLimited, nil, "too many sessions from this address; retry later")
 	}
 	sess, err := s.cfg.Registry.Mint(app.ID, s.now())

@@ -53,6 +53,9 @@ func (s *Server) handleUploads(w http.ResponseWriter, r *http.Request) error {
 	case req.Size > app.MaxUploadBytes:
 		return apiError(CodeTooLarge, nil, "%q is %d bytes, over this app's limit of %d for a single upload", req.Filename, req.Size, app.MaxUploadBytes)
 	}
+	if err := s.takeUploadGrant(app, claims.Channel); err != nil {
+		return err
+	}
 	req.App, req.Channel, req.MaxBytes, req.AllowedTypes = claims.App, claims.Channel, app.MaxUploadBytes, app.AllowedTypes
 	g, err := s.cfg.Uploads.GrantUpload(r.Context(), req)
 	if err != nil {

@@ -31,7 +31,7 @@ func (g *gateway) startJobs(ctx context.Context) error {
 	presign := s3.NewPresignClient(clients.S3)
 	intake, err := processor.NewIntake(processor.IntakeConfig{
 		S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
-		Bucket: clients.Bucket, SourceBuckets: pc.SourceBuckets, Pipelines: pipelines,
+		Bucket: clients.Bucket, SourceBuckets: pc.SourceBuckets, Pipelines: pipelines, Apps: g.reg,
 		Logger: g.log.With("part", "intake"),
 	})
 	if err != nil {
@@ -52,7 +52,7 @@ func (g *gateway) startJobs(ctx context.Context) error {
 	}
 	proc, err := processor.New(processor.Config{
 		S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
-		Bucket: clients.Bucket, Converter: eng, Pipelines: pipelines, Publisher: g.pub,
+		Bucket: clients.Bucket, Converter: eng, Pipelines: pipelines, Publisher: g.pub, Apps: g.reg,
 		Workers: pc.Workers, Conversions: pc.Conversions, InputCacheBytes: pc.InputCacheBytes,
 		Visibility: pc.Visibility, DrainTimeout: g.cfg.ShutdownTimeout, QueueSampleInterval: pc.QueueSampleInterval,
 		Metrics: g.metrics, Logger: g.log.With("part", "processor"),

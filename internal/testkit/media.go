@@ -102,6 +102,30 @@ func PDF(w, h int) []byte {
 	return b.Bytes()
 }
 
+// BlurredSVG is a small SVG that is costly to render: a 9000×9000 canvas
+// (under the pixel limit) with n large rectangles, each through a
+// Gaussian blur of deviation 200. Rendered at 1024×1024 by vips, 200
+// rectangles take about 3 s of CPU time; the file is about 80 bytes a
+// rectangle. The same n gives the same bytes.
+func BlurredSVG(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`<svg xmlns="http://www.w3.org/2000/svg" width="9000" height="9000">` +
+		`<defs><filter id="b"><feGaussianBlur stdDeviation="200"/></filter></defs>`)
+	x := uint32(1)
+	next := func(m uint32) uint32 { // xorshift: deterministic, no math/rand
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		return x % m
+	}
+	for range n {
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="#%06x" filter="url(#b)"/>`,
+			next(8000), next(8000), 100+next(1900), 100+next(1900), next(1<<24))
+	}
+	b.WriteString("</svg>")
+	return b.Bytes()
+}
+
 // PNGBomb is a valid PNG signature and IHDR declaring w×h RGB pixels,
 // followed by a tiny IDAT and IEND: a few dozen bytes that would decode to
 // gigabytes.

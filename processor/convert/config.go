@@ -38,6 +38,13 @@ type Config struct {
 	// before any decoding (too_large). 0 means 100 000 000 (100 MP). For
 	// PDF and SVG the declared size at 72 dpi / user units counts.
 	MaxPixels int64 `yaml:"maxPixels"`
+	// VectorCPUTimeLimit caps the CPU time of rendering a vector input
+	// (SVG, PDF) in each converter process (RLIMIT_CPU), below the
+	// output's own CPU limit: what a vector file costs is not its pixel
+	// count (a 13 KB SVG of blurred shapes renders for a minute) and
+	// libvips has no other bound on it. 0 means 10 s; negative leaves
+	// vector inputs to the output's limit.
+	VectorCPUTimeLimit time.Duration `yaml:"vectorCPUTimeLimit"`
 	// MaxDuration refuses longer audio (too_large). 0 means 1 hour.
 	MaxDuration time.Duration `yaml:"maxDuration"`
 	// ImageTimeout, AudioTimeout and CommandTimeout bound one Convert

@@ -149,6 +149,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxDuration == 0 {
 		c.MaxDuration = time.Hour
 	}
+	if c.VectorCPUTimeLimit == 0 {
+		c.VectorCPUTimeLimit = DefaultVectorCPUTimeLimit
+	}
 	if c.ImageTimeout == 0 {
 		c.ImageTimeout = time.Minute
 	}
@@ -170,6 +173,9 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// DefaultVectorCPUTimeLimit is Config.VectorCPUTimeLimit's default.
+const DefaultVectorCPUTimeLimit = 10 * time.Second
 
 var loaderName = regexp.MustCompile(`\(([a-z0-9_]+load)\)`)
 

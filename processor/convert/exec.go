@@ -77,6 +77,17 @@ func (e *procError) signaled() bool {
 	return ok && ws.Signaled()
 }
 
+// cpuExceeded reports whether the kernel stopped the process at its CPU
+// time limit (RLIMIT_CPU's soft limit sends SIGXCPU).
+func (e *procError) cpuExceeded() bool {
+	var ee *exec.ExitError
+	if !errors.As(e.err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGXCPU
+}
+
 // run starts p and waits for it. The process runs in its own process group
 // with a minimal environment (nothing of Herald's, so no credentials leak
 // into a decoder), stdin from /dev/null, under the address-space, CPU-time
@@ -225,6 +236,11 @@ func toolError(op, step string, err error, corruptMarkers ...string) error {
 		return err
 	}
 	detail := fmt.Errorf("%s: %w", step, err)
+	if pe.cpuExceeded() {
+		// Out of CPU budget: the input costs more than the converter may
+		// spend on it (a vector file rendered at great cost, say).
+		return fail(CodeTimeout, op, fmt.Errorf("CPU time limit reached: %w", detail))
+	}
 	if pe.resourceFailure() {
 		return fail(CodeConverterFailed, op, detail)
 	}

@@ -324,3 +324,39 @@ func TestRequestValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestVectorRenderCPUBudget renders a small SVG that is costly to render
+// (blurred shapes, well under the pixel limit): its CPU budget, not its
+// pixel count, stops it, with the timeout code; off, the same render
+// completes and shows what it costs.
+func TestVectorRenderCPUBudget(t *testing.T) {
+	wd := t.TempDir()
+	svg := testkit.WriteFile(t, filepath.Join(wd, "blur.svg"), testkit.BlurredSVG(200))
+	spec := OutputSpec{Name: "preview-1024", Converter: ConverterImage, Format: "webp", Size: 1024}
+	for _, tt := range []struct {
+		name   string
+		budget time.Duration
+		want   Code
+	}{
+		{"budget 1s", time.Second, CodeTimeout},
+		{"no budget", -1, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEngine(t, func(c *Config) { c.VectorCPUTimeLimit = tt.budget })
+			start := time.Now()
+			out, err := e.Convert(context.Background(), Request{InputPath: svg, WorkDir: t.TempDir(), Output: spec})
+			cpu := out.CPU
+			var ce *Error
+			if errors.As(err, &ce) {
+				cpu = ce.CPU
+			}
+			t.Logf("%s: %v wall, %v CPU, err %v", tt.name, time.Since(start).Round(time.Millisecond), cpu.Round(time.Millisecond), err)
+			if got := CodeOf(err); err != nil && got != tt.want || err == nil && tt.want != "" {
+				t.Fatalf("code %q, want %q (err %v)", got, tt.want, err)
+			}
+			if tt.want == "" && cpu <= time.Second {
+				t.Errorf("unbudgeted render took %v of CPU: the sample is not costly enough to show the budget", cpu)
+			}
+		})
+	}
+}

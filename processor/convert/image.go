@@ -31,6 +31,9 @@ type imageLoader struct {
 	untrusted bool
 	// goHeader: the dimensions can be read in Go, without a process.
 	goHeader bool
+	// vector inputs are rendered: their cost is bounded by
+	// Config.VectorCPUTimeLimit, not by their pixel count.
+	vector bool
 }
 
 var imageLoaders = map[string]imageLoader{
@@ -42,8 +45,8 @@ var imageLoaders = map[string]imageLoader{
 	sniff.HEIC: {name: "heifload"},
 	sniff.HEIF: {name: "heifload"},
 	sniff.AVIF: {name: "heifload"},
-	sniff.PDF:  {name: "pdfload", untrusted: true},
-	sniff.SVG:  {name: "svgload", untrusted: true},
+	sniff.PDF:  {name: "pdfload", untrusted: true, vector: true},
+	sniff.SVG:  {name: "svgload", untrusted: true, vector: true},
 	// libvips has no PSD loader of its own; ImageMagick's PSD coder reads
 	// the flattened composite.
 	sniff.PSD: {name: "magickload", untrusted: true},
@@ -58,6 +61,9 @@ func (e *Engine) image(ctx context.Context, j job) (Output, error) {
 	}
 	if !e.loaders[ld.name] {
 		return Output{}, fail(CodeUnsupportedFormat, j.op, fmt.Errorf("%s: this libvips has no %s", j.typ.MIME, ld.name))
+	}
+	if v := e.cfg.VectorCPUTimeLimit; ld.vector && v > 0 && (j.limits.CPUTimeLimit <= 0 || j.limits.CPUTimeLimit > v) {
+		j.limits.CPUTimeLimit = v
 	}
 	var env []string
 	if !ld.untrusted {
