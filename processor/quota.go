@@ -162,13 +162,13 @@ func (p *Processor) admit(ctx context.Context, st *State) (wait bool, err error)
 }
 
 // waitForQuota sends the job's start state again, delayed: 2 s, doubling
-// with each wait up to a minute. A new message rather than a longer
+// with each wait up to 16 s. A new message rather than a longer
 // visibility, so waiting never counts as a failed receive (which would
 // move the job to the dead-letter queue).
 func (p *Processor) waitForQuota(ctx context.Context, st *State) error {
 	next := *st
 	next.Waits++
-	delay := min(2*time.Second<<min(st.Waits, 5), time.Minute)
+	delay := min(2*time.Second<<min(st.Waits, 3), 16*time.Second)
 	body, err := next.Encode()
 	if err != nil {
 		return err

@@ -35,7 +35,9 @@ func startGoverned(t *testing.T, appPerSec, sessionPerMin float64, jobs int) *te
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, governedConfig, appPerSec, sessionPerMin, jobs), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return startGateway(t, t.TempDir(), "--config", cfg)
+	// Workers to spare, so the quota is what holds a start back, not a
+	// lack of workers.
+	return startGatewayEnv(t, t.TempDir(), map[string]string{"HERALD_PROCESSOR_WORKERS": "16"}, "--config", cfg)
 }
 
 func (g *testGateway) appSession(t *testing.T, app string) session {
@@ -175,7 +177,7 @@ func TestJobsInFlightQuota(t *testing.T) {
 	g := startGoverned(t, 100, 600, 2)
 	s := g.appSession(t, "shop")
 	sub := testkit.Subscribe(t, testkit.SubscriberConfig{URL: s.MQTT.URL, ClientID: s.ClientID, Username: s.App, Password: s.Token, Filter: s.Topic})
-	svg := testkit.BlurredSVG(200)
+	svg := testkit.BlurredSVG(400) // about 6 s of CPU per preview
 	png := testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "small.png", 64, 48))
 	slow := []job.UploadGrant{mustGrant(t, g, s, "a.svg", "image/svg+xml", svg), mustGrant(t, g, s, "b.svg", "image/svg+xml", svg)}
 	late := mustGrant(t, g, s, "late.png", "image/png", png)

@@ -39,6 +39,8 @@ const scaleoutConfig = `apps:
     origins: ["*"]
     allowAnonymous: true
     eventsPerSecond: 100000
+    maxJobsInFlight: -1
+    uploadsPerSecond: -1
 broker:
   connectRatePerIP: -1
 processor:

@@ -226,7 +226,7 @@ func (s *Service) removeObject(r *http.Request, bucket, key string) error {
 		return err
 	}
 	if removed {
-		s.log.Info("object deleted", "bucket", bucket, "key", key)
+		s.log.Debug("object deleted", "bucket", bucket, "key", key)
 		s.deliverNow(r)
 	}
 	return nil
