@@ -10,13 +10,20 @@ import (
 
 // Embedded publishes into the broker running in this process.
 type Embedded struct {
-	b *broker.Broker
+	b        *broker.Broker
+	makeRoom bool
 }
 
 var _ Publisher = (*Embedded)(nil)
 
 // NewEmbedded returns a Publisher for the in-process broker b.
 func NewEmbedded(b *broker.Broker) *Embedded { return &Embedded{b: b} }
+
+// ForJobs returns a Publisher for the processor's own job events: at the
+// app's retained cap their final events make room
+// (broker.PublishOptions.MakeRoom) rather than being refused, so a job can
+// always end. Events from services keep the app's caps.
+func (p *Embedded) ForJobs() *Embedded { return &Embedded{b: p.b, makeRoom: true} }
 
 // Publish validates e and publishes it QoS 1; final events are retained for
 // event.FinalExpiry.
@@ -28,7 +35,7 @@ func (p *Embedded) Publish(ctx context.Context, e *event.Envelope) error {
 	if err != nil {
 		return err
 	}
-	opt := broker.PublishOptions{QoS: 1}
+	opt := broker.PublishOptions{QoS: 1, MakeRoom: p.makeRoom}
 	if e.Final() {
 		opt.Retain, opt.Expiry = true, event.FinalExpiry
 	}

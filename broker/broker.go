@@ -54,6 +54,7 @@ type Broker struct {
 	srv      *mqtt.Server
 	inline   *mqtt.Client // publishes for Publish; bypasses the ACL
 	store    *store       // sessions and retained messages (memory only without DataDir)
+	quota    *quotaHook   // each app's retained and queued messages
 	metrics  *metrics
 	limiter  *ipLimiter
 	expiries *expiries    // browser connections by token expiry
@@ -125,7 +126,13 @@ func New(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker storage hook: %w", err)
 	}
 	b.store = st
-	if err := b.srv.AddHook(&durableHook{b: b}, nil); err != nil {
+	durable := &durableHook{b: b}
+	b.quota = newQuotaHook(b, durable.refuse)
+	if err := b.srv.AddHook(b.quota, nil); err != nil {
+		_ = st.Stop()
+		return nil, fmt.Errorf("broker quota hook: %w", err)
+	}
+	if err := b.srv.AddHook(durable, nil); err != nil {
 		_ = st.Stop()
 		return nil, fmt.Errorf("broker durable hook: %w", err)
 	}
@@ -135,7 +142,7 @@ func New(cfg Config) (*Broker, error) {
 	b.inline.Properties.ProtocolVersion = 5
 
 	if cfg.Metrics != nil {
-		if err := b.metrics.register(cfg.Metrics, b.srv, b.store); err != nil {
+		if err := errors.Join(b.metrics.register(cfg.Metrics, b.srv, b.store), b.quota.register(cfg.Metrics)); err != nil {
 			b.closeStore()
 			return nil, err
 		}
@@ -200,6 +207,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		b.abort()
 		return err
 	}
+	b.quota.load(b.srv)
 	b.ready.Store(true)
 	b.log.Info("broker ready", "tcp", b.TCPAddr(), "max_connections", b.cfg.MaxConnections)
 

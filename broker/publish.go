@@ -27,6 +27,13 @@ type PublishOptions struct {
 	// longer delivered, retained or kept for offline sessions. Rounded up
 	// to whole seconds; zero means the broker's MessageExpiry.
 	Expiry time.Duration
+	// MakeRoom is for the gateway's own final job events, which must be
+	// able to end a job: when the app is at its retained cap, its oldest
+	// retained messages are removed to make room, and the cap on queued
+	// messages does not apply (job events are bounded by the app's jobs in
+	// flight). Without it a message the app has no room for is refused
+	// with an error wrapping tenant.ErrQuota.
+	MakeRoom bool
 }
 
 // Publish delivers a message to every subscriber of name as if a trusted
@@ -34,7 +41,8 @@ type PublishOptions struct {
 // queued for every connected subscriber and, on disk (fsynced), in every
 // persistent session it is queued for and as the retained message; it does
 // not wait for acknowledgements. While storage cannot write, Publish
-// refuses with an error wrapping ErrStorage; an error after the message
+// refuses with an error wrapping ErrStorage; beyond the app's caps, with a
+// *tenant.QuotaError; an error after the message
 // was handed to mochi means it may still arrive (at least once).
 func (b *Broker) Publish(ctx context.Context, name string, payload []byte, opt PublishOptions) error {
 	if err := ctx.Err(); err != nil {
@@ -67,6 +75,9 @@ func (b *Broker) Publish(ctx context.Context, name string, payload []byte, opt P
 	}
 	if err := b.store.health(); err != nil {
 		b.metrics.storageRefused.WithLabelValues("api").Inc()
+		return fmt.Errorf("publish to %q: %w", name, err)
+	}
+	if err := b.quota.admit(pk, opt.MakeRoom); err != nil {
 		return fmt.Errorf("publish to %q: %w", name, err)
 	}
 	if err := b.srv.InjectPacket(b.inline, pk); err != nil {

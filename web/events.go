@@ -45,6 +45,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := s.cfg.Publisher.Publish(r.Context(), e); err != nil {
+		if errors.Is(err, tenant.ErrQuota) {
+			return err // 429 quota_exceeded, with Retry-After
+		}
 		return apiError(CodeUnavailable, err, "could not publish event %s", e.ID)
 	}
 	s.metrics.events.WithLabelValues(app.ID).Inc()

@@ -16,23 +16,25 @@ import (
 	"github.com/heraldgw/herald/job"
 )
 
-// governedConfig is a herald.yaml with an app whose limits are small enough
-// to reach in a test.
+// governedConfig is a herald.yaml with an app whose limits (the lines
+// added at its end) are small enough to reach in a test.
 const governedConfig = `apps:
   - id: shop
     apiKey: shop-api-key-0123456789
     secret: 0123456789abcdef0123456789abcdef
     origins: ["*"]
     allowAnonymous: true
-    uploadsPerSecond: %g
-    sessionUploadsPerMinute: %g
-    maxJobsInFlight: %d
 `
 
-func startGoverned(t *testing.T, appPerSec, sessionPerMin float64, jobs int) *testGateway {
+func startGoverned(t *testing.T, limits ...string) *testGateway {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "herald.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, governedConfig, appPerSec, sessionPerMin, jobs), 0o600); err != nil {
+	var b strings.Builder
+	b.WriteString(governedConfig)
+	for _, l := range limits {
+		b.WriteString("    " + l + "\n")
+	}
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Workers to spare, so the quota is what holds a start back, not a
@@ -76,7 +78,7 @@ func grants(t *testing.T, g *testGateway, s session, n int) (granted int, refusa
 // bucket of its own but shares the app's (2 a second: 20), and once that is
 // spent a third session is refused too.
 func TestUploadGrantsRateLimited(t *testing.T) {
-	g := startGoverned(t, 2, 60, 1000) // app: 2/s (bucket 20); session: 1/s (bucket 10)
+	g := startGoverned(t, "uploadsPerSecond: 2", "sessionUploadsPerMinute: 60") // buckets of 20 and 10
 	s := g.appSession(t, "shop")
 	start := time.Now()
 	granted, refusal, body := grants(t, g, s, 60)
@@ -174,7 +176,7 @@ func arrivals(t *testing.T, sub *testkit.Subscriber) map[string]map[string]int {
 // place is free; nothing is dropped, and grants come back after.
 func TestJobsInFlightQuota(t *testing.T) {
 	testkit.RequireTools(t, "vips", "vipsheader")
-	g := startGoverned(t, 100, 600, 2)
+	g := startGoverned(t, "maxJobsInFlight: 2")
 	s := g.appSession(t, "shop")
 	sub := testkit.Subscribe(t, testkit.SubscriberConfig{URL: s.MQTT.URL, ClientID: s.ClientID, Username: s.App, Password: s.Token, Filter: s.Topic})
 	svg := testkit.BlurredSVG(400) // about 6 s of CPU per preview
@@ -242,4 +244,26 @@ func endIndex(ev map[string]int) int {
 		return i
 	}
 	return 1 << 30
+}
+
+// TestEventsOverRetainedCap posts final job events (which the gateway
+// retains) for an app whose cap is one retained message: the second is
+// refused with 429 quota_exceeded and a Retry-After, and counted.
+func TestEventsOverRetainedCap(t *testing.T) {
+	g := startGoverned(t, "maxRetained: 1")
+	s := g.appSession(t, "shop")
+	final := func(jobID string) map[string]any {
+		return map[string]any{"v": 1, "type": "job.completed", "id": "evt_" + jobID, "jobId": jobID, "channel": s.Channel, "seq": 3,
+			"time": "2026-11-23T18:00:00Z", "outputs": []map[string]any{}}
+	}
+	if resp, body := postJSON(t, g.base+"/v1/events", "shop-api-key-0123456789", final("j1")); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("first final event: %d %s", resp.StatusCode, body)
+	}
+	resp, body := postJSON(t, g.base+"/v1/events", "shop-api-key-0123456789", final("j2"))
+	checkRefusal(t, resp, body, "quota_exceeded")
+	t.Logf("second final event: %d %s (Retry-After %s)", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	fams, _ := scrape(t, g.base)
+	if n := sample(fams, "herald_broker_quota_refused_total", map[string]string{"app": "shop", "limit": "maxRetained"}); n != 1 {
+		t.Errorf("herald_broker_quota_refused_total{app=shop,limit=maxRetained} = %v, want 1", n)
+	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/heraldgw/herald/bridge"
 	"github.com/heraldgw/herald/processor"
 	"github.com/heraldgw/herald/processor/convert"
 )
@@ -50,9 +51,13 @@ func (g *gateway) startJobs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	pub := g.pub
+	if e, ok := g.pub.(*bridge.Embedded); ok {
+		pub = e.ForJobs()
+	}
 	proc, err := processor.New(processor.Config{
 		S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
-		Bucket: clients.Bucket, Converter: eng, Pipelines: pipelines, Publisher: g.pub, Apps: g.reg,
+		Bucket: clients.Bucket, Converter: eng, Pipelines: pipelines, Publisher: pub, Apps: g.reg,
 		Workers: pc.Workers, Conversions: pc.Conversions, InputCacheBytes: pc.InputCacheBytes,
 		Visibility: pc.Visibility, DrainTimeout: g.cfg.ShutdownTimeout, QueueSampleInterval: pc.QueueSampleInterval,
 		Metrics: g.metrics, Logger: g.log.With("part", "processor"),
