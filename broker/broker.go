@@ -116,11 +116,12 @@ func New(cfg Config) (*Broker, error) {
 	}
 	st := newMemoryStore(b.log, b.metrics)
 	if cfg.DataDir != "" {
-		if st, err = openStore(filepath.Join(cfg.DataDir, "broker.db"), b.log, b.metrics); err != nil {
+		if st, err = openStore(filepath.Join(cfg.DataDir, "broker.db"), b.log, b.metrics,
+			compaction{minFree: cfg.CompactMinFree, every: cfg.CompactInterval}); err != nil {
 			return nil, err
 		}
 	}
-	st.srv = b.srv
+	st.srv, st.maxSessionExpiry = b.srv, cfg.SessionExpiry
 	if err := b.srv.AddHook(st, nil); err != nil {
 		_ = st.Stop()
 		return nil, fmt.Errorf("broker storage hook: %w", err)
@@ -142,7 +143,7 @@ func New(cfg Config) (*Broker, error) {
 	b.inline.Properties.ProtocolVersion = 5
 
 	if cfg.Metrics != nil {
-		if err := errors.Join(b.metrics.register(cfg.Metrics, b.srv, b.store), b.quota.register(cfg.Metrics)); err != nil {
+		if err := errors.Join(b.metrics.register(cfg.Metrics, b.srv, b.store), b.quota.register(cfg.Metrics), b.store.registerCompaction(cfg.Metrics)); err != nil {
 			b.closeStore()
 			return nil, err
 		}
@@ -208,6 +209,7 @@ func (b *Broker) Run(ctx context.Context) error {
 		return err
 	}
 	b.quota.load(b.srv)
+	b.store.started.Store(true)
 	b.ready.Store(true)
 	b.log.Info("broker ready", "tcp", b.TCPAddr(), "max_connections", b.cfg.MaxConnections)
 

@@ -103,17 +103,28 @@ func (s *store) health() error {
 	return nil
 }
 
-// writer commits queued changes, as many per transaction as are waiting.
+// writer commits queued changes, as many per transaction as are waiting,
+// and now and then looks whether the file is worth compacting.
 // A failed commit (a full disk) keeps its changes and is tried again every
 // storageRetry, in order with everything queued since, until it succeeds;
 // meanwhile syncs are answered with the failure at once.
 func (s *store) writer() {
 	defer close(s.done)
 	var pending []storeOp
-	var retry <-chan time.Time
+	var retry, look <-chan time.Time
+	if s.compact.minFree >= 0 && s.compact.every > 0 {
+		t := time.NewTicker(s.compact.every)
+		defer t.Stop()
+		look = t.C
+	}
 	for {
 		var waiters []chan<- error
 		select {
+		case <-look:
+			if len(pending) == 0 {
+				s.maybeCompact()
+			}
+			continue
 		case op, ok := <-s.ops:
 			if !ok {
 				s.commit(pending)

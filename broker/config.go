@@ -147,6 +147,15 @@ type Config struct {
 	// ReadBufferSize and WriteBufferSize size the per-connection MQTT
 	// buffers. Defaults DefaultReadBufferSize and DefaultWriteBufferSize.
 	ReadBufferSize, WriteBufferSize int
+	// CompactMinFree and CompactInterval: every CompactInterval (and at
+	// start), the storage file (DataDir/broker.db) is rewritten without
+	// its free pages once they come to CompactMinFree bytes and half the
+	// file, so the file shrinks again after a burst of retained or queued
+	// messages has expired or been delivered. Defaults
+	// DefaultCompactMinFree and DefaultCompactInterval; a negative
+	// CompactMinFree never compacts.
+	CompactMinFree  int64
+	CompactInterval time.Duration
 	// WebSocketIO picks how WebSockets are read: WebSocketEpoll (default
 	// on Linux) or WebSocketGoroutine (default elsewhere). Both use
 	// coder/websocket for the opening handshake.
@@ -191,6 +200,10 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.MessageExpiry, DefaultMessageExpiry)
 	setDur(&c.ConnectTimeout, DefaultConnectTimeout)
 	setDur(&c.WriteTimeout, DefaultWriteTimeout)
+	setDur(&c.CompactInterval, DefaultCompactInterval)
+	if c.CompactMinFree == 0 {
+		c.CompactMinFree = DefaultCompactMinFree
+	}
 	if c.ConnectRatePerIP == 0 {
 		c.ConnectRatePerIP = DefaultConnectRatePerIP
 	}

@@ -15,6 +15,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 )
 
@@ -56,6 +57,16 @@ type store struct {
 	// writeBehind makes sync return at once (only the benchmark sets it,
 	// to compare with how Publish behaved before it waited for the disk).
 	writeBehind bool
+	// compact says when the file is compacted (see compact.go); started
+	// is set once the broker restored its state (reads are over).
+	compact compaction
+	started atomic.Bool
+	// maxSessionExpiry is the broker's SessionExpiry; gone are the
+	// sessions StoredClients found expired (startup only).
+	maxSessionExpiry time.Duration
+	gone             map[string]bool
+	fileBytes        prometheus.Gauge
+	compactions      prometheus.Counter
 }
 
 var _ mqtt.Hook = (*store)(nil)
@@ -83,16 +94,16 @@ type storedMessage struct {
 	Properties      storage.MessageProperties `json:"properties"`
 }
 
-func openStore(path string, log *slog.Logger, m *metrics) (*store, error) {
+func openStore(path string, log *slog.Logger, m *metrics, c compaction) (*store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("broker storage dir for %q: %w", path, err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true})
+	db, err := openDB(path)
 	if err != nil {
 		return nil, fmt.Errorf("open broker storage %q: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketClients, bucketSubs, bucketInflight, bucketRetained} {
+		for _, b := range [][]byte{bucketClients, bucketSubs, bucketInflight, bucketRetained, bucketEnded} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -104,7 +115,12 @@ func openStore(path string, log *slog.Logger, m *metrics) (*store, error) {
 		return nil, fmt.Errorf("init broker storage %q: %w", path, err)
 	}
 	s := newMemoryStore(log, m)
-	s.db = db
+	s.db, s.compact = db, c
+	// What the last run freed (a crash after a burst of deletions) is
+	// given back before anything is read.
+	s.started.Store(true)
+	s.maybeCompact()
+	s.started.Store(false)
 	go s.writer()
 	return s, nil
 }
@@ -112,8 +128,10 @@ func openStore(path string, log *slog.Logger, m *metrics) (*store, error) {
 // newMemoryStore returns the hook without a file: sessions live as long as
 // the process.
 func newMemoryStore(log *slog.Logger, m *metrics) *store {
-	return &store{log: log, order: newSessionOrder(), metrics: m,
-		ops: make(chan storeOp, 4096), done: make(chan struct{})}
+	s := &store{log: log, order: newSessionOrder(), metrics: m,
+		ops: make(chan storeOp, 4096), done: make(chan struct{}), compact: compaction{minFree: -1}}
+	s.compactionMetrics()
+	return s
 }
 
 func (s *store) ID() string { return "herald-store" }
@@ -184,6 +202,7 @@ func (s *store) putClient(cl *mqtt.Client) {
 func (s *store) deleteClient(id string) {
 	s.order.forget(id)
 	s.del(bucketClients, []byte(id))
+	s.del(bucketEnded, []byte(id))
 	s.enqueue(storeOp{bucket: bucketSubs, key: clientPrefix(id), prefix: true})
 	s.enqueue(storeOp{bucket: bucketInflight, key: clientPrefix(id), prefix: true})
 }
@@ -202,6 +221,7 @@ func (s *store) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	s.order.restoreCreated(cl)
 	if persistent(cl) {
 		s.putClient(cl)
+		s.del(bucketEnded, []byte(cl.ID))
 	}
 }
 
@@ -215,6 +235,7 @@ func (s *store) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		s.deleteClient(cl.ID)
 	case persistent(cl) && cl.Net.Conn != nil:
 		s.putClient(cl)
+		s.markEnded(cl.ID, time.Now())
 	}
 }
 
@@ -330,17 +351,34 @@ func (m storedMessage) packet() packets.Packet {
 	}
 }
 
-// StoredClients returns the persistent sessions for mochi to restore.
+// StoredClients returns the persistent sessions for mochi to restore;
+// those that expired while the broker was down are deleted instead.
 func (s *store) StoredClients() ([]storage.Client, error) {
-	var out []storage.Client
-	err := s.scan(bucketClients, func(_, v []byte) error {
+	ended, err := s.endedTimes()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var out, gone []storage.Client
+	err = s.scan(bucketClients, func(_, v []byte) error {
 		var c storage.Client
 		if err := json.Unmarshal(v, &c); err != nil {
 			return err
 		}
-		out = append(out, c)
+		if s.expired(c, ended, now) {
+			gone = append(gone, c)
+		} else {
+			out = append(out, c)
+		}
 		return nil
 	})
+	// Deleted after the scan: a write queued from inside a read
+	// transaction could wait on it.
+	s.gone = map[string]bool{}
+	for _, c := range gone {
+		s.gone[c.ID] = true
+		s.deleteClient(c.ID)
+	}
 	return out, err
 }
 
@@ -352,7 +390,9 @@ func (s *store) StoredSubscriptions() ([]storage.Subscription, error) {
 		if err := json.Unmarshal(v, &sub); err != nil {
 			return err
 		}
-		out = append(out, sub)
+		if !s.gone[sub.Client] { // mochi would index a gone client's filters
+			out = append(out, sub)
+		}
 		return nil
 	})
 	return out, err

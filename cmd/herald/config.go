@@ -98,6 +98,11 @@ type BrokerConfig struct {
 	KeepAliveMax     time.Duration `yaml:"keepAliveMax"`
 	SessionExpiry    time.Duration `yaml:"sessionExpiry"`
 	ConnectRatePerIP float64       `yaml:"connectRatePerIP"`
+	// CompactMinFree and CompactInterval: the storage file is compacted
+	// once its free pages come to CompactMinFree bytes and half the file
+	// (negative: never), looked at every CompactInterval.
+	CompactMinFree  int64         `yaml:"compactMinFree"`
+	CompactInterval time.Duration `yaml:"compactInterval"`
 	// WebSocketIO is how the embedded broker reads WebSockets:
 	// epoll (Linux default) or goroutine; HERALD_BROKER_WEBSOCKET_IO.
 	WebSocketIO string `yaml:"websocketIO"`

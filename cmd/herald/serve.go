@@ -136,6 +136,7 @@ func (g *gateway) startBroker(ctx context.Context) error {
 		MaxQueued: c.MaxQueued, MaxInflight: c.MaxInflight,
 		KeepAliveMax: c.KeepAliveMax, SessionExpiry: c.SessionExpiry,
 		ConnectRatePerIP: c.ConnectRatePerIP, WebSocketIO: c.WebSocketIO,
+		CompactMinFree: c.CompactMinFree, CompactInterval: c.CompactInterval,
 		Logger: g.log.With("part", "broker"), Metrics: g.metrics,
 	})
 	if err != nil {
