@@ -6,10 +6,11 @@
 // that is already in S3. It needs S3 (and SQS for SubmitJob) but no
 // converter, so any web process can run it.
 //
-// [Processor] consumes the queue S3 notifies: long polling, a bounded pool
-// of workers, a visibility heartbeat while a step runs, deletion only once
-// a step's outputs are stored and its event published, and a drain on
-// shutdown. A job is a chain of state messages ([State]) on the same queue:
+// [Processor] consumes the queue S3 notifies: long polling, a window of
+// held messages whose steps get workers and conversion slots by fair share
+// across apps and their sessions (see fairShare), a visibility heartbeat
+// while a step waits or runs, deletion only once a step's outputs are
+// stored and its event published, and a drain on shutdown. A job is a chain of state messages ([State]) on the same queue:
 //
 //  1. the upload's S3 event (or a submitted start state) runs the start
 //     step: sniff the input's first bytes (the declared name and type are

@@ -31,6 +31,7 @@ type metrics struct {
 	redriven    prometheus.Counter
 	queue       *prometheus.GaugeVec
 	quotaWaits  *prometheus.CounterVec
+	byApp       *prometheus.GaugeVec
 }
 
 // jobBuckets span a thumbnail (well under a second) to an hour-long audio
@@ -85,6 +86,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "herald_processor_queue_messages",
 			Help: "Approximate messages in the job queue (queue=\"main\") and its dead-letter queue (queue=\"dead_letter\") by state (visible, in_flight, delayed), sampled with GetQueueAttributes.",
 		}, []string{"queue", "state"}),
+		byApp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_processor_app_conversions",
+			Help: "Conversions by app and state: running (holding a slot) or waiting for one.",
+		}, []string{"app", "state"}),
 		quotaWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_processor_quota_waits_total",
 			Help: "Job starts put back on the queue to wait because their app was at its maxJobsInFlight, by app.",
@@ -126,6 +131,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	m.redriven = register(m.redriven).(prometheus.Counter)
 	m.queue = register(m.queue).(*prometheus.GaugeVec)
 	m.quotaWaits = register(m.quotaWaits).(*prometheus.CounterVec)
+	m.byApp = register(m.byApp).(*prometheus.GaugeVec)
 	return err
 }
 
@@ -141,4 +147,10 @@ func (m *metrics) jobEnded(app, pipeline, outcome, code string, since time.Time,
 	if !since.IsZero() {
 		m.jobSeconds.WithLabelValues(pipeline, outcome).Observe(max(now.Sub(since), 0).Seconds())
 	}
+}
+
+// appConversions sets an app's conversions running and waiting.
+func (m *metrics) appConversions(app string, running, waiting int) {
+	m.byApp.WithLabelValues(app, "running").Set(float64(running))
+	m.byApp.WithLabelValues(app, "waiting").Set(float64(waiting))
 }

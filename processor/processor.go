@@ -33,6 +33,9 @@ type Publisher interface {
 // runs (a renewal that fails twice in a row is still in time).
 const DefaultVisibility = 10 * time.Second
 
+// DefaultPrefetch is Config.Prefetch's default.
+const DefaultPrefetch = 64
+
 // Config configures a [Processor]. Zero fields get the documented
 // defaults.
 type Config struct {
@@ -63,8 +66,19 @@ type Config struct {
 	// calls overlap another's conversion and the CPUs stay busy.
 	Workers int
 	// Conversions is how many converter runs (CPU-bound: libvips and
-	// ffmpeg) go at once across all steps; default runtime.NumCPU().
+	// ffmpeg) go at once across all steps; default runtime.NumCPU(). An
+	// app that holds none may run one more on a spare slot (at most
+	// Conversions spares in all; see fairShare).
 	Conversions int
+	// Prefetch is how many received messages the processor holds at once,
+	// running or waiting for a worker; default DefaultPrefetch (and at
+	// least Workers). Workers and conversion slots go to the held steps by
+	// fair share across apps and their sessions, not in arrival order, so
+	// the window must reach past one app's backlog: with the default
+	// maxJobsInFlight (10 jobs of up to 5 steps each) one app at its quota
+	// fits in it. Each held message costs a visibility renewal every
+	// Heartbeat, and is invisible to other processors.
+	Prefetch int
 	// MaxMessages is the most messages one receive asks for (1-10);
 	// default 10.
 	MaxMessages int
@@ -129,6 +143,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Workers <= 0 {
 		c.Workers = 2 * c.Conversions
 	}
+	if c.Prefetch <= 0 {
+		c.Prefetch = DefaultPrefetch
+	}
+	c.Prefetch = max(c.Prefetch, c.Workers)
 	if c.MaxMessages <= 0 || c.MaxMessages > 10 {
 		c.MaxMessages = 10
 	}
@@ -180,8 +198,9 @@ func (c Config) withDefaults() (Config, error) {
 type Processor struct {
 	cfg Config
 	log *slog.Logger
-	// convSlots holds one token per running conversion.
-	convSlots chan struct{}
+	// workers and convs hand out the step workers and the conversion
+	// slots by fair share across apps and sessions.
+	workers, convs *fairShare
 	// inputs is the input cache while Run runs; nil when turned off.
 	inputs  *inputCache
 	metrics *metrics
@@ -207,7 +226,11 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("processor metrics: %w", err)
 	}
-	return &Processor{cfg: cfg, log: cfg.Logger, convSlots: make(chan struct{}, cfg.Conversions), metrics: m,
+	weight := func(app string) int { return conversionWeight(cfg.Apps, app) }
+	convs := newFairShare(cfg.Conversions, cfg.Conversions, weight)
+	convs.changed = m.appConversions
+	return &Processor{cfg: cfg, log: cfg.Logger, metrics: m,
+		workers: newFairShare(cfg.Workers, max(1, cfg.Workers/2), weight), convs: convs,
 		records:  records{s3: cfg.S3, bucket: cfg.Bucket, markerPrefix: cfg.MarkerPrefix},
 		inflight: inFlight{s3: cfg.S3, bucket: cfg.Bucket, now: cfg.Now, log: cfg.Logger}}, nil
 }
@@ -228,8 +251,14 @@ func (p *Processor) Run(ctx context.Context) error {
 	defer closeCache()
 	var wg sync.WaitGroup
 	p.startSampler(ctx, &wg)
-	slots := make(chan struct{}, p.cfg.Workers)
-	p.log.Info("processor started", "queue", p.cfg.QueueURL, "workers", p.cfg.Workers, "conversions", p.cfg.Conversions)
+	// received is closed once receiving has stopped: a message returned
+	// to the queue before that could go straight into the last long poll
+	// (canceled on our side, still open on the queue's for a moment).
+	received := make(chan struct{})
+	// slots bounds the messages held (running or waiting for a worker).
+	slots := make(chan struct{}, p.cfg.Prefetch)
+	p.log.Info("processor started", "queue", p.cfg.QueueURL, "workers", p.cfg.Workers, "conversions", p.cfg.Conversions,
+		"prefetch", p.cfg.Prefetch)
 	for backoff := time.Duration(0); ; {
 		msgs, err := p.receive(ctx, slots)
 		if err != nil {
@@ -250,10 +279,11 @@ func (p *Processor) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots }()
-				p.handle(work, m)
+				p.handle(ctx, work, received, m)
 			}()
 		}
 	}
+	close(received)
 	p.drain(&wg, stopWork)
 	p.log.Info("processor stopped")
 	return nil
@@ -304,7 +334,7 @@ func (p *Processor) receive(ctx context.Context, slots chan struct{}) ([]types.M
 		return nil, ctx.Err()
 	}
 	n := 1
-	for n < min(p.cfg.MaxMessages, p.cfg.Workers) && tryAcquire(slots) {
+	for n < min(p.cfg.MaxMessages, p.cfg.Prefetch) && tryAcquire(slots) {
 		n++
 	}
 	out, err := p.cfg.Queue.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
@@ -360,11 +390,13 @@ func (p *Processor) drain(wg *sync.WaitGroup, stopWork context.CancelFunc) {
 	}
 }
 
-// handle runs one message with a visibility heartbeat and deletes it when
-// its work is done.
-func (p *Processor) handle(ctx context.Context, m types.Message) {
+// handle runs one message with a visibility heartbeat once a worker is
+// free for it, and deletes it when its work is done. A message still
+// waiting for a worker when receiving stops (ctx) goes back to the queue
+// at once; one running gets until work ends.
+func (p *Processor) handle(ctx, work context.Context, received <-chan struct{}, m types.Message) {
 	id := aws.ToString(m.MessageId)
-	run, err := p.route(id, []byte(aws.ToString(m.Body)))
+	run, k, err := p.route(id, []byte(aws.ToString(m.Body)))
 	if err != nil {
 		// Left alone on purpose, with the queue's own visibility timeout:
 		// after maxReceiveCount receives the redrive policy moves it to the
@@ -376,18 +408,23 @@ func (p *Processor) handle(ctx context.Context, m types.Message) {
 		}
 		return
 	}
-	hbCtx, stopHB := context.WithCancel(ctx)
+	hbCtx, stopHB := context.WithCancel(work)
 	var hb sync.WaitGroup
 	hb.Add(1)
 	go func() {
 		defer hb.Done()
 		p.heartbeat(hbCtx, m)
 	}()
-	err = run(ctx)
+	release, err := p.workers.acquire(ctx, k.App, k.Channel)
+	started := err == nil
+	if started {
+		err = run(work)
+		release()
+	}
 	stopHB()
 	hb.Wait()
 	// Deleting and releasing must happen even while shutting down.
-	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	bg, cancel := context.WithTimeout(context.WithoutCancel(work), 10*time.Second)
 	defer cancel()
 	switch {
 	case err == nil:
@@ -396,9 +433,11 @@ func (p *Processor) handle(ctx context.Context, m types.Message) {
 		} else {
 			p.metrics.deleted.Inc()
 		}
-	case ctx.Err() != nil:
-		// Shutdown canceled the step: make the message visible now so
-		// another processor picks it up without waiting.
+	case !started || work.Err() != nil:
+		<-received
+		// Shutdown came before the step started, or canceled it: make the
+		// message visible now so another processor picks it up without
+		// waiting.
 		_, _ = p.cfg.Queue.ChangeMessageVisibility(bg, &sqs.ChangeMessageVisibilityInput{
 			QueueUrl: aws.String(p.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
 		p.log.Info("step canceled by shutdown; message returned to the queue", "message_id", id, "err", err)

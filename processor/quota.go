@@ -24,6 +24,18 @@ type Apps interface {
 
 var _ Apps = (*tenant.Registry)(nil)
 
+// conversionWeight is app's ConversionWeight (1 when unknown).
+func conversionWeight(apps Apps, app string) int {
+	if apps == nil {
+		return 1
+	}
+	a, err := apps.App(app)
+	if err != nil {
+		return tenant.DefaultConversionWeight
+	}
+	return a.ConversionWeight
+}
+
 // InFlightTTL is how long a job's in-flight marker counts: a job whose
 // steps all ended in the dead-letter queue never removes its marker, and
 // must not hold its app's quota for ever.

@@ -15,18 +15,19 @@ import (
 // is retried.
 type step func(ctx context.Context) error
 
-// route decides what a message body asks for. An error (wrapping
-// errMalformed) means the body can never be handled.
-func (p *Processor) route(msgID string, body []byte) (step, error) {
+// route decides what a message body asks for, and for which job (whose
+// app and channel its turn is scheduled by; zero when it names none). An
+// error (wrapping errMalformed) means the body can never be handled.
+func (p *Processor) route(msgID string, body []byte) (step, job.Key, error) {
 	if isState(body) {
 		st, err := DecodeState(body)
 		if err != nil {
-			return nil, malformed(err)
+			return nil, job.Key{}, malformed(err)
 		}
 		if st.Step == StepStart {
-			return func(ctx context.Context) error { return p.start(ctx, st) }, nil
+			return func(ctx context.Context) error { return p.start(ctx, st) }, st.job(), nil
 		}
-		return func(ctx context.Context) error { return p.output(ctx, st) }, nil
+		return func(ctx context.Context) error { return p.output(ctx, st) }, st.job(), nil
 	}
 	objs, err := s3event.Parse(body)
 	switch {
@@ -34,9 +35,13 @@ func (p *Processor) route(msgID string, body []byte) (step, error) {
 		return func(ctx context.Context) error {
 			p.log.Info("s3:TestEvent deleted", "message_id", msgID)
 			return nil
-		}, nil
+		}, job.Key{}, nil
 	case err != nil:
-		return nil, malformed(err)
+		return nil, job.Key{}, malformed(err)
+	}
+	var k job.Key
+	if len(objs) > 0 {
+		k = keyOf(objs[0].Key)
 	}
 	// A message may carry several records; each is handled, and any
 	// transient failure retries the whole message (every step is
@@ -49,7 +54,18 @@ func (p *Processor) route(msgID string, body []byte) (step, error) {
 			}
 		}
 		return errors.Join(errs...)
-	}, nil
+	}, k, nil
+}
+
+// keyOf is the job an object key belongs to, if any.
+func keyOf(key string) job.Key {
+	if k, _, err := job.ParseUploadKey(key); err == nil {
+		return k
+	}
+	if k, err := job.ParseManifestKey(key); err == nil {
+		return k
+	}
+	return job.Key{}
 }
 
 // object starts the work one S3 event asks for.

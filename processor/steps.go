@@ -196,7 +196,7 @@ func (p *Processor) convertAndStore(ctx context.Context, st *State, spec convert
 	}
 	downloaded := time.Now()
 	p.log.LogAttrs(ctx, slog.LevelDebug, "conversion started", slog.String("job", st.JobID), slog.String("output", st.Output))
-	out, cost, err := p.convert(ctx, convert.Request{InputPath: input, WorkDir: dir, Output: spec})
+	out, cost, err := p.convert(ctx, st, convert.Request{InputPath: input, WorkDir: dir, Output: spec})
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return false, err
@@ -307,18 +307,16 @@ func (p *Processor) fetcher(in StateInput, etag string) fetchFunc {
 	}
 }
 
-// convert runs the converter once a conversion slot is free, and counts
-// it in the metrics.
-func (p *Processor) convert(ctx context.Context, req convert.Request) (convert.Output, usage, error) {
+// convert runs the converter once a conversion slot is free for the job's
+// app and session (by fair share), and counts it in the metrics.
+func (p *Processor) convert(ctx context.Context, st *State, req convert.Request) (convert.Output, usage, error) {
 	p.metrics.waiting.Inc()
-	select {
-	case p.convSlots <- struct{}{}:
-		p.metrics.waiting.Dec()
-	case <-ctx.Done():
-		p.metrics.waiting.Dec()
-		return convert.Output{}, usage{}, fmt.Errorf("wait for a conversion slot: %w", ctx.Err())
+	release, err := p.convs.acquire(ctx, st.App, st.Channel)
+	p.metrics.waiting.Dec()
+	if err != nil {
+		return convert.Output{}, usage{}, fmt.Errorf("wait for a conversion slot: %w", err)
 	}
-	defer func() { <-p.convSlots }()
+	defer release()
 	p.metrics.running.Inc()
 	start := time.Now()
 	out, err := p.cfg.Converter.Convert(ctx, req)

@@ -29,7 +29,7 @@ const (
 	DefaultSessionUploadsPerMinute = 60
 	// DefaultMaxJobsInFlight bounds the jobs an app has started and not
 	// yet finished.
-	DefaultMaxJobsInFlight = 32
+	DefaultMaxJobsInFlight = 10
 	// DefaultConversionWeight is an app's share of the conversion slots
 	// relative to other apps with work waiting.
 	DefaultConversionWeight = 1

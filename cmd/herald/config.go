@@ -153,6 +153,11 @@ type ProcessorConfig struct {
 	// queue I/O overlaps another's conversion; HERALD_PROCESSOR_WORKERS;
 	// default 2 × conversions.
 	Workers int `yaml:"workers"`
+	// Prefetch is how many received messages a processor holds, running
+	// or waiting for a worker, that workers and conversion slots are
+	// shared out among fairly by app (HERALD_PROCESSOR_PREFETCH); default
+	// processor.DefaultPrefetch.
+	Prefetch int `yaml:"prefetch"`
 	// InputCacheBytes bounds the local cache of downloaded inputs shared by
 	// a job's output steps; default 1 GiB, negative turns it off.
 	InputCacheBytes int64 `yaml:"inputCacheBytes"`

@@ -179,6 +179,7 @@ func (c *Config) envSettings() []envSetting {
 		}},
 		{"HERALD_PROCESSOR_CONVERSIONS", integer(&c.Processor.Conversions, 1)},
 		{"HERALD_PROCESSOR_WORKERS", integer(&c.Processor.Workers, 1)},
+		{"HERALD_PROCESSOR_PREFETCH", integer(&c.Processor.Prefetch, 1)},
 		{"HERALD_PROCESSOR_VISIBILITY", duration(&c.Processor.Visibility, time.Second)},
 		{"HERALD_PROCESSOR_QUEUE_SAMPLE_INTERVAL", duration(&c.Processor.QueueSampleInterval, 100*time.Millisecond)},
 		{"HERALD_PROCESSOR_SOURCE_BUCKETS", func(v string) error { c.Processor.SourceBuckets = splitList(v); return nil }},
