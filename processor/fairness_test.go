@@ -80,3 +80,31 @@ func contains(ids []string, v any) bool {
 	}
 	return false
 }
+
+// TestHeldMessagesGoBackToTheQueue: with one worker, the output steps
+// waiting behind a long conversion go back to the end of the queue after
+// MaxHold (for any processor to take), and the job still completes with
+// each output converted once.
+func TestHeldMessagesGoBackToTheQueue(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Workers, c.Conversions, c.MaxHold = 1, 1, 500*time.Millisecond })
+	id := e.upload(t, "long.wav", "audio/wav", testkit.ReadFile(t, testkit.Audio(t, t.TempDir(), "long.wav", 300)))
+	final, _ := e.events.final(t, id, 120*time.Second)
+	if final.Type != event.TypeCompleted {
+		t.Fatalf("final %s %+v", final.Type, final.Error)
+	}
+	if n, _ := metricValue(t, e.metrics, "herald_processor_sqs_messages_requeued_total", nil); n < 1 {
+		t.Errorf("no held message requeued after waiting %v behind a long conversion", 500*time.Millisecond)
+	}
+	converted := map[any]int{}
+	for _, r := range e.logs.Matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == id }) {
+		converted[r["output"]]++
+	}
+	if len(converted) != 3 {
+		t.Errorf("outputs stored %v, want 3", converted)
+	}
+	for out, n := range converted {
+		if n != 1 {
+			t.Errorf("%v stored %d times", out, n)
+		}
+	}
+}

@@ -109,6 +109,7 @@ func (p *Processor) endAfter(ctx context.Context, st *State, writer string, firs
 		return err
 	}
 	p.inflight.remove(ctx, k)
+	p.siblings.stop(k.JobID, st.Output)
 	p.jobEnded(ctx, st, e, cost, detail)
 	return nil
 }

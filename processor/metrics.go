@@ -32,6 +32,7 @@ type metrics struct {
 	queue       *prometheus.GaugeVec
 	quotaWaits  *prometheus.CounterVec
 	byApp       *prometheus.GaugeVec
+	requeued    prometheus.Counter
 }
 
 // jobBuckets span a thumbnail (well under a second) to an hour-long audio
@@ -90,6 +91,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "herald_processor_app_conversions",
 			Help: "Conversions by app and state: running (holding a slot) or waiting for one.",
 		}, []string{"app", "state"}),
+		requeued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_processor_sqs_messages_requeued_total",
+			Help: "Held messages sent back to the end of the queue after waiting maxHold for a worker.",
+		}),
 		quotaWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_processor_quota_waits_total",
 			Help: "Job starts put back on the queue to wait because their app was at its maxJobsInFlight, by app.",
@@ -132,6 +137,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	m.queue = register(m.queue).(*prometheus.GaugeVec)
 	m.quotaWaits = register(m.quotaWaits).(*prometheus.CounterVec)
 	m.byApp = register(m.byApp).(*prometheus.GaugeVec)
+	m.requeued = register(m.requeued).(prometheus.Counter)
 	return err
 }
 

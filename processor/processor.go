@@ -79,6 +79,12 @@ type Config struct {
 	// fits in it. Each held message costs a visibility renewal every
 	// Heartbeat, and is invisible to other processors.
 	Prefetch int
+	// MaxHold is how long a held message may wait for a worker; then it
+	// goes back to the end of the queue (sent again, the original
+	// deleted), for this or another processor. So a processor that holds
+	// more than it can soon run does not keep work from idle ones.
+	// Default 15 s.
+	MaxHold time.Duration
 	// MaxMessages is the most messages one receive asks for (1-10);
 	// default 10.
 	MaxMessages int
@@ -147,6 +153,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.Prefetch = DefaultPrefetch
 	}
 	c.Prefetch = max(c.Prefetch, c.Workers)
+	if c.MaxHold <= 0 {
+		c.MaxHold = 15 * time.Second
+	}
 	if c.MaxMessages <= 0 || c.MaxMessages > 10 {
 		c.MaxMessages = 10
 	}
@@ -209,6 +218,9 @@ type Processor struct {
 	jobTurns jobTurns
 	// inflight counts and marks the jobs in flight of each app.
 	inflight inFlight
+	// siblings are the output steps running here, so a failing one stops
+	// the rest of its job.
+	siblings siblings
 	// maxReceive is the queue's maxReceiveCount (0: no redrive policy
 	// known); dlqURL and dlqARN are its dead-letter queue, used by the
 	// sampler only.
@@ -415,7 +427,15 @@ func (p *Processor) handle(ctx, work context.Context, received <-chan struct{}, 
 		defer hb.Done()
 		p.heartbeat(hbCtx, m)
 	}()
-	release, err := p.workers.acquire(ctx, k.App, k.Channel)
+	hold, stopHold := context.WithTimeout(ctx, p.cfg.MaxHold)
+	release, err := p.workers.acquire(hold, k.App, k.Channel)
+	stopHold()
+	if err != nil && ctx.Err() == nil {
+		stopHB()
+		hb.Wait()
+		p.requeue(work, m)
+		return
+	}
 	started := err == nil
 	if started {
 		err = run(work)
@@ -449,6 +469,26 @@ func (p *Processor) handle(ctx, work context.Context, received <-chan struct{}, 
 			p.metrics.redriven.Inc()
 		}
 	}
+}
+
+// requeue puts a message that waited MaxHold for a worker back at the end
+// of the queue: sent again as a new message (so waiting never counts as a
+// failed receive), then deleted. If the delete fails the step runs twice,
+// which every step allows.
+func (p *Processor) requeue(ctx context.Context, m types.Message) {
+	id := aws.ToString(m.MessageId)
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := p.cfg.Queue.SendMessage(bg, &sqs.SendMessageInput{QueueUrl: aws.String(p.cfg.QueueURL), MessageBody: m.Body}); err != nil {
+		p.log.Warn("held message not requeued; it reappears after its visibility timeout", "message_id", id, "err", err)
+		return
+	}
+	p.metrics.requeued.Inc()
+	if _, err := p.cfg.Queue.DeleteMessage(bg, &sqs.DeleteMessageInput{QueueUrl: aws.String(p.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
+		p.log.Warn("requeued message not deleted; its step may run twice", "message_id", id, "err", err)
+	}
+	p.log.LogAttrs(ctx, slog.LevelDebug, "held message requeued: no worker within max hold", slog.String("message_id", id),
+		slog.Duration("max_hold", p.cfg.MaxHold))
 }
 
 // heartbeat renews the message's visibility (taken for Visibility by the

@@ -126,12 +126,28 @@ func (p *Processor) output(ctx context.Context, st *State) error {
 		// Made before a crash or by a duplicate step: go straight to the
 		// fan-in.
 	default:
-		failed, err := p.convertAndStore(ctx, st, spec)
+		failed, err := p.convertSibling(ctx, st, spec)
 		if err != nil || failed {
 			return err
 		}
 	}
 	return p.fanIn(ctx, st)
+}
+
+// convertSibling is convertAndStore as one of the job's running steps: if
+// another step ends the job meanwhile (fails it), this one is stopped at
+// once, its converter killed, and its message is done with.
+func (p *Processor) convertSibling(ctx context.Context, st *State, spec convert.OutputSpec) (failed bool, err error) {
+	sctx, leave := p.siblings.join(ctx, st.JobID, st.Output)
+	defer leave()
+	go p.watch(sctx, st)
+	failed, err = p.convertAndStore(sctx, st, spec)
+	if err != nil && stopped(sctx) && ctx.Err() == nil {
+		p.log.LogAttrs(ctx, slog.LevelInfo, "step stopped: its job already ended", slog.String("job", st.JobID),
+			slog.String("output", st.Output))
+		return true, nil
+	}
+	return failed, err
 }
 
 // fanIn reports progress after an output was stored and completes the job

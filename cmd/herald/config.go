@@ -158,6 +158,9 @@ type ProcessorConfig struct {
 	// shared out among fairly by app (HERALD_PROCESSOR_PREFETCH); default
 	// processor.DefaultPrefetch.
 	Prefetch int `yaml:"prefetch"`
+	// MaxHold is how long a held message waits for a worker before it
+	// goes back to the end of the queue; default 15 s.
+	MaxHold time.Duration `yaml:"maxHold"`
 	// InputCacheBytes bounds the local cache of downloaded inputs shared by
 	// a job's output steps; default 1 GiB, negative turns it off.
 	InputCacheBytes int64 `yaml:"inputCacheBytes"`

@@ -58,7 +58,7 @@ func (g *gateway) startJobs(ctx context.Context) error {
 	proc, err := processor.New(processor.Config{
 		S3: clients.S3, Presigner: presign, Queue: clients.SQS, QueueURL: clients.QueueURL,
 		Bucket: clients.Bucket, Converter: eng, Pipelines: pipelines, Publisher: pub, Apps: g.reg,
-		Workers: pc.Workers, Conversions: pc.Conversions, Prefetch: pc.Prefetch, InputCacheBytes: pc.InputCacheBytes,
+		Workers: pc.Workers, Conversions: pc.Conversions, Prefetch: pc.Prefetch, MaxHold: pc.MaxHold, InputCacheBytes: pc.InputCacheBytes,
 		Visibility: pc.Visibility, DrainTimeout: g.cfg.ShutdownTimeout, QueueSampleInterval: pc.QueueSampleInterval,
 		Metrics: g.metrics, Logger: g.log.With("part", "processor"),
 	})

@@ -347,7 +347,8 @@ func TestProcessorCrashMidConversion(t *testing.T) {
 }
 
 // TestTwoProcessorsShareQueue: two full `herald serve` processes consume
-// one queue (the second uses the first's localaws), each publishing into
+// one queue (the second uses the first's localaws), each holding one
+// message at a time (so neither takes the whole batch), each publishing into
 // its own embedded broker; the test subscribes to both and merges: every job
 // completes exactly once across both, and both did work. TestScaleOut covers
 // processor-only processes publishing through a shared upstream broker.
@@ -357,10 +358,10 @@ func TestTwoProcessorsShareQueue(t *testing.T) {
 	}
 	la := testkit.FreeAddr(t)
 	o1 := childOpts{dataDir: t.TempDir(), localawsAddr: la, mqttAddr: testkit.FreeAddr(t),
-		env: map[string]string{"HERALD_PROCESSOR_WORKERS": "1"}}
+		env: map[string]string{"HERALD_PROCESSOR_WORKERS": "1", "HERALD_PROCESSOR_PREFETCH": "1"}}
 	p1 := startChild(t, "proc-1", o1)
 	o2 := childOpts{dataDir: t.TempDir(), localawsAddr: la, mqttAddr: testkit.FreeAddr(t),
-		env: map[string]string{"HERALD_PROCESSOR_WORKERS": "1", "HERALD_LOCALAWS_EMBED": "false"}}
+		env: map[string]string{"HERALD_PROCESSOR_WORKERS": "1", "HERALD_PROCESSOR_PREFETCH": "1", "HERALD_LOCALAWS_EMBED": "false"}}
 	p2 := startChild(t, "proc-2", o2)
 	events := newJobEvents()
 	events.subscribeService(t, o1.mqttAddr, "svc-share-1")
