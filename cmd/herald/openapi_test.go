@@ -133,6 +133,17 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 		}
 		t.Fatal("no 429 after 100 anonymous sessions")
 	})
+	// So are upload grants beyond the session's rate (429 with Retry-After).
+	t.Run("upload grants rate limited", func(t *testing.T) {
+		tc := apiCase{"", "POST", "/v1/uploads", s.Token, nil, `{"filename":"photo.tif","contentType":"image/tiff","size":1534020}`, 429, true}
+		for range 30 {
+			if resp, _ := sendAPICase(t, g.base, tc); resp.StatusCode == http.StatusTooManyRequests {
+				checkAPICase(t, v, g.base, tc)
+				return
+			}
+		}
+		t.Fatal("no 429 after 30 grants to one session")
+	})
 }
 
 func sendAPICase(t *testing.T, base string, tc apiCase) (*http.Response, *http.Request) {
