@@ -2,8 +2,9 @@ package broker
 
 import (
 	"errors"
+	"io"
 	"net"
-	"os"
+	"syscall"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,18 +36,41 @@ type conn struct {
 	expIdx    int
 	client    *mqtt.Client
 
-	fr        framer // touched only by the reading goroutine
-	wtimeout  time.Duration
+	fr        framer  // touched only by the reading goroutine
+	out       *outbox // every write, in order
+	frameFn   func(dst, p []byte) []byte
 	closeFn   func() error // how to end this transport
 	closeOnce sync.Once
 	closeErr  error
 }
 
-func (b *Broker) newConn(nc net.Conn, origin string, closeFn func() error) *conn {
+// framedTransport is a transport with its own outbox and framing (a
+// WebSocket read by a poller).
+type framedTransport interface {
+	outbox() *outbox
+	appendFrame(dst, p []byte) []byte
+}
+
+// newConn wraps a client's transport. closeFn ends it; nil means: write
+// what is queued (in the background, bounded by WriteTimeout), then close.
+func (b *Broker) newConn(nc net.Conn, origin string, closeFn func(c *conn) error) *conn {
+	c := &conn{Conn: nc, origin: origin, fr: framer{max: b.cfg.MaxPacketSize}}
 	if closeFn == nil {
-		closeFn = nc.Close
+		closeFn = func(c *conn) error { return b.closeFlushing(c.out, nc) }
 	}
-	c := &conn{Conn: nc, origin: origin, fr: framer{max: b.cfg.MaxPacketSize}, closeFn: closeFn, wtimeout: b.cfg.WriteTimeout}
+	c.closeFn = func() error { return closeFn(c) }
+	if ft, ok := nc.(framedTransport); ok {
+		c.out, c.frameFn = ft.outbox(), ft.appendFrame
+	} else {
+		s := fdSink{nc: nc}
+		if sc, ok := nc.(syscall.Conn); ok {
+			if rc, err := sc.SyscallConn(); err == nil {
+				s.rc = rc
+			}
+		}
+		c.out = newOutbox(s, b.cfg.MaxQueued, b.cfg.WriteTimeout, b.goBackground, func() { _ = c.Close() })
+		c.frameFn = func(dst, p []byte) []byte { return append(dst, p...) }
+	}
 	// A client gets ConnectTimeout to send CONNECT; mochi then moves the
 	// deadline along with the keep-alive.
 	_ = nc.SetDeadline(time.Now().Add(b.cfg.ConnectTimeout))
@@ -61,8 +85,7 @@ func (c *conn) Read(p []byte) (int, error) {
 		if ferr := c.fr.feed(p[:n]); ferr != nil {
 			if errors.Is(ferr, packets.ErrPacketTooLarge) && c.fr.version == 5 {
 				// DISCONNECT, reason 0x95, empty properties.
-				_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-				_, _ = c.Conn.Write([]byte{0xE0, 0x02, 0x95, 0x00})
+				_, _ = c.Write([]byte{0xE0, 0x02, 0x95, 0x00})
 			}
 			return 0, ferr
 		}
@@ -70,21 +93,40 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write gives each write WriteTimeout; a write that times out ends the
-// connection (part of a packet may have gone out).
+// Write queues p (one MQTT packet from mochi) behind everything written
+// before, and writes it now if the socket takes it. Errors come from a
+// connection that already failed or closed: a write that cannot complete
+// within WriteTimeout ends the connection.
 func (c *conn) Write(p []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.wtimeout))
-	n, err := c.Conn.Write(p)
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		_ = c.Close()
+	b := c.frameFn(getBuf(), p)
+	err := c.out.send(b, false)
+	putBuf(b)
+	if err != nil {
+		return 0, err
 	}
-	return n, err
+	return len(p), nil
 }
 
 // Close ends the transport once.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() { c.closeErr = c.closeFn() })
 	return c.closeErr
+}
+
+// closeFlushing ends a transport without a goodbye of its own: what is
+// queued goes out first, in the background and within WriteTimeout (the
+// caller may be any goroutine that noticed the end), then the socket
+// closes.
+func (b *Broker) closeFlushing(out *outbox, nc io.Closer) error {
+	if out.idle() {
+		out.close()
+		return nc.Close()
+	}
+	b.goBackground(func() {
+		_ = out.finish(nil, time.Now().Add(b.cfg.WriteTimeout))
+		_ = nc.Close()
+	})
+	return nil
 }
 
 // framer follows MQTT packet boundaries in a byte stream without buffering:

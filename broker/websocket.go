@@ -92,7 +92,7 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
 	ws.SetReadLimit(int64(b.cfg.MaxPacketSize) + wsSlack)
 
-	c := b.newConn(nc, origin, func() error { return b.closeWebSocket(ws, nc) })
+	c := b.newConn(nc, origin, func(c *conn) error { return b.closeWebSocket(ws, nc, c.out) })
 	if !b.startConn(c) {
 		_ = ws.CloseNow()
 		return
@@ -103,13 +103,16 @@ func (b *Broker) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // servePolled hands an upgraded socket to one of the pollers and mochi.
 func (b *Broker) servePolled(tcp *net.TCPConn, early []byte, origin string) {
 	p := b.pollers[b.pollNext.Add(1)%uint64(len(b.pollers))]
-	wc, err := newWSConn(p, tcp, early, int64(b.cfg.MaxPacketSize)+wsSlack, b.goBackground, b.metrics)
+	wc, err := newWSConn(p, tcp, early, wsOptions{
+		maxMessage: int64(b.cfg.MaxPacketSize) + wsSlack, maxQueued: b.cfg.MaxQueued,
+		writeTimeout: b.cfg.WriteTimeout, spawn: b.goBackground, metrics: b.metrics,
+	})
 	if err != nil {
 		b.log.Warn("mqtt websocket not registered with the poller", "remote", tcp.RemoteAddr().String(), "error", err)
 		_ = tcp.Close()
 		return
 	}
-	c := b.newConn(wc, origin, func() error {
+	c := b.newConn(wc, origin, func(*conn) error {
 		b.goBackground(func() { wc.closeGracefully(b.ctx) })
 		return nil
 	})
@@ -128,8 +131,9 @@ func (b *Broker) servePolled(tcp *net.TCPConn, early []byte, origin string) {
 // close frame hit a closed socket, whose reset may destroy that packet
 // before the client reads it. coder/websocket bounds the handshake (5 s
 // write + 5 s wait); shutdown cuts it earlier through b.ctx.
-func (b *Broker) closeWebSocket(ws *websocket.Conn, nc net.Conn) error {
+func (b *Broker) closeWebSocket(ws *websocket.Conn, nc net.Conn, out *outbox) error {
 	b.goBackground(func() {
+		_ = out.finish(nil, time.Now().Add(b.cfg.WriteTimeout))
 		_ = ws.Close(websocket.StatusNormalClosure, "")
 		_ = nc.Close() // releases NetConn's timers and contexts
 	})

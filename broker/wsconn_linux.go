@@ -24,17 +24,12 @@ const wsInboundMax = 256 << 10
 // keeps its buffer for the next read instead of releasing it.
 const wsKeepBuffer = 16 << 10
 
-// wsCopyMax is the largest payload sent by copying it behind its frame
-// header (one write, one segment); larger ones go out with writev.
-const wsCopyMax = 2 << 10
-
-var wsWriteBufs = sync.Pool{New: func() any { b := make([]byte, 0, wsCopyMax+14); return &b }}
-
 // wsConn is a server-side WebSocket carrying MQTT, read by a poller instead
 // of a goroutine of its own. To mochi it is a net.Conn: Read hands over the
 // decoded byte stream (waiting on a condition variable, a shallow park
 // whose stack the runtime can shrink), Write sends one binary frame per
-// call straight to the socket.
+// call through the connection's outbox (which all writes share, so frames
+// never interleave).
 type wsConn struct {
 	tcp   *net.TCPConn
 	rc    syscall.RawConn
@@ -42,6 +37,7 @@ type wsConn struct {
 	id    uint64
 	spawn func(func()) // runs a short write (pong) off the poller goroutine
 	m     *metrics
+	out   *outbox
 
 	fr wsReader // used by the poller goroutine only (and before add)
 
@@ -56,21 +52,31 @@ type wsConn struct {
 	timer     *time.Timer
 	closeCode uint16 // status of our close frame; 0 means normal
 
-	wmu     sync.Mutex
-	wclosed bool // our close frame is sent: nothing may follow it
-
 	closeOnce sync.Once
+}
+
+// wsOptions are the limits of a polled WebSocket.
+type wsOptions struct {
+	maxMessage   int64         // inbound message limit
+	maxQueued    int           // deliveries that may wait to be written
+	writeTimeout time.Duration // longest wait for the socket to take a write
+	spawn        func(func())  // runs work off the poller goroutine
+	metrics      *metrics
 }
 
 // newWSConn registers an upgraded connection with p. early holds bytes the
 // HTTP server read past the upgrade request: the start of the WebSocket
 // stream.
-func newWSConn(p *poller, tcp *net.TCPConn, early []byte, maxMessage int64, spawn func(func()), m *metrics) (*wsConn, error) {
+func newWSConn(p *poller, tcp *net.TCPConn, early []byte, o wsOptions) (*wsConn, error) {
 	rc, err := tcp.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	c := &wsConn{tcp: tcp, rc: rc, p: p, spawn: spawn, m: m, fr: wsReader{max: maxMessage}}
+	if o.spawn == nil {
+		o.spawn = func(f func()) { go f() }
+	}
+	c := &wsConn{tcp: tcp, rc: rc, p: p, spawn: o.spawn, m: o.metrics, fr: wsReader{max: o.maxMessage}}
+	c.out = newOutbox(fdSink{nc: tcp, rc: rc}, o.maxQueued, o.writeTimeout, o.spawn, func() { _ = c.Close() })
 	c.cond.L = &c.mu
 	if len(early) > 0 {
 		c.mu.Lock()
@@ -136,14 +142,11 @@ func (c *wsConn) data(p []byte) { c.in = append(c.in, p...) }
 func (c *wsConn) control(op byte, payload []byte) {
 	switch op {
 	case wsOpPing:
-		pong := append([]byte(nil), payload...)
-		c.spawn(func() {
-			c.wmu.Lock()
-			defer c.wmu.Unlock()
-			if !c.wclosed {
-				_ = c.writeFrameLocked(wsOpPong, pong)
-			}
-		})
+		// Sent off the poller goroutine: a failing write closes the
+		// connection, which takes c.mu (held here).
+		pong := appendWSHeader(nil, wsOpPong, len(payload))
+		pong = append(pong, payload...)
+		c.spawn(func() { _ = c.out.send(pong, false) })
 	case wsOpClose:
 		// Echo the peer's status in our close frame [RFC 6455 §5.5.1];
 		// without one, closeGracefully sends 1000.
@@ -219,34 +222,24 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Write sends p as one binary frame.
+// Write sends p as one binary frame, behind everything sent before.
 func (c *wsConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.wclosed {
-		return 0, net.ErrClosed
-	}
-	if err := c.writeFrameLocked(wsOpBinary, p); err != nil {
+	b := c.appendFrame(getBuf(), p)
+	err := c.out.send(b, false)
+	putBuf(b)
+	if err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-// writeFrameLocked writes one frame; c.wmu is held.
-func (c *wsConn) writeFrameLocked(op byte, p []byte) error {
-	if len(p) <= wsCopyMax {
-		bp := wsWriteBufs.Get().(*[]byte)
-		b := append(appendWSHeader((*bp)[:0], op, len(p)), p...)
-		_, err := c.tcp.Write(b)
-		*bp = b[:0]
-		wsWriteBufs.Put(bp)
-		return err
-	}
-	var h [10]byte
-	bufs := net.Buffers{appendWSHeader(h[:0], op, len(p)), p}
-	_, err := bufs.WriteTo(c.tcp)
-	return err
+// appendFrame appends p as one binary frame.
+func (c *wsConn) appendFrame(dst, p []byte) []byte {
+	return append(appendWSHeader(dst, wsOpBinary, len(p)), p...)
 }
+
+// outbox is where every write to this connection goes.
+func (c *wsConn) outbox() *outbox { return c.out }
 
 // detach stops reading: the poller forgets the socket and a waiting Read
 // returns.
@@ -273,6 +266,7 @@ func (c *wsConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.detach()
+		c.out.close()
 		err = c.tcp.Close()
 	})
 	return err
@@ -291,15 +285,10 @@ func (c *wsConn) closeGracefully(ctx context.Context) {
 	if code == 0 {
 		code = wsCloseNormal
 	}
-	c.wmu.Lock()
-	sent := false
-	if !c.wclosed {
-		c.wclosed = true
-		_ = c.tcp.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		sent = c.writeFrameLocked(wsOpClose, wsClosePayload(code)) == nil
-	}
-	c.wmu.Unlock()
-	if sent {
+	closing := wsClosePayload(code)
+	frame := append(appendWSHeader(nil, wsOpClose, len(closing)), closing...)
+	// What is queued goes first, then the close frame; nothing after it.
+	if c.out.finish(frame, time.Now().Add(2*time.Second)) == nil {
 		_ = c.tcp.CloseWrite()
 		_ = c.tcp.SetReadDeadline(time.Now().Add(5 * time.Second))
 		stop := context.AfterFunc(ctx, func() { _ = c.tcp.SetReadDeadline(time.Now()) })

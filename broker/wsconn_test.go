@@ -218,7 +218,9 @@ func polledPair(t *testing.T) (*wsConn, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wc, err := newWSConn(p, server.(*net.TCPConn), nil, 1<<30, func(f func()) { go f() }, newMetrics())
+	wc, err := newWSConn(p, server.(*net.TCPConn), nil, wsOptions{
+		maxMessage: 1 << 30, maxQueued: 64, writeTimeout: 10 * time.Second, metrics: newMetrics(),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
