@@ -4,9 +4,9 @@ import (
 	"errors"
 	"io"
 	"net"
-	"syscall"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
