@@ -58,6 +58,7 @@ type Broker struct {
 	metrics  *metrics
 	limiter  *ipLimiter
 	expiries *expiries    // browser connections by token expiry
+	direct   *directHook  // browsers out of mochi's topic index
 	ln       net.Listener // nil when TCPAddr is empty
 
 	// ctx bounds every WebSocket connection; cancelled at the very end of
@@ -113,6 +114,10 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if err := b.srv.AddHook(&protocolHook{srv: b.srv}, nil); err != nil {
 		return nil, fmt.Errorf("broker protocol hook: %w", err)
+	}
+	b.direct = newDirectHook(b)
+	if err := b.srv.AddHook(b.direct, nil); err != nil {
+		return nil, fmt.Errorf("broker direct hook: %w", err)
 	}
 	st := newMemoryStore(b.log, b.metrics)
 	if cfg.DataDir != "" {
@@ -210,6 +215,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 	b.quota.load(b.srv)
 	b.store.started.Store(true)
+	b.direct.afterRestore()
 	b.ready.Store(true)
 	b.log.Info("broker ready", "tcp", b.TCPAddr(), "max_connections", b.cfg.MaxConnections)
 

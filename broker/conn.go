@@ -36,6 +36,14 @@ type conn struct {
 	expIdx    int
 	client    *mqtt.Client
 
+	// Direct delivery (direct.go): a browser's channel-wide filter, its
+	// Receive Maximum (0: none announced) and the QoS 1 messages held back
+	// by it, oldest first.
+	chanFilter string
+	window     int
+	heldMu     sync.Mutex
+	held       []uint16
+
 	fr        framer  // touched only by the reading goroutine
 	out       *outbox // every write, in order
 	frameFn   func(dst, p []byte) []byte
@@ -75,6 +83,38 @@ func (b *Broker) newConn(nc net.Conn, origin string, closeFn func(c *conn) error
 	// deadline along with the keep-alive.
 	_ = nc.SetDeadline(time.Now().Add(b.cfg.ConnectTimeout))
 	return c
+}
+
+// holdOrSend decides, against cl's Receive Maximum, whether the QoS 1
+// message id (already in cl's session) may be written now; if not it is
+// held until an acknowledgement makes room (nextHeld). Held messages keep
+// their order: nothing overtakes them.
+func (c *conn) holdOrSend(cl *mqtt.Client, id uint16) (send bool) {
+	if c.window == 0 {
+		return true
+	}
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	if len(c.held) == 0 && cl.State.Inflight.Len() <= c.window {
+		return true
+	}
+	c.held = append(c.held, id)
+	return false
+}
+
+// nextHeld takes the oldest held message, if any.
+func (c *conn) nextHeld() (uint16, bool) {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	if len(c.held) == 0 {
+		return 0, false
+	}
+	id := c.held[0]
+	c.held = c.held[1:]
+	if len(c.held) == 0 {
+		c.held = nil
+	}
+	return id, true
 }
 
 // Read passes bytes through, failing the connection at the first packet

@@ -32,19 +32,45 @@ func (h *durableHook) ID() string { return "herald-durable" }
 
 func (h *durableHook) Provides(b byte) bool { return b == mqtt.OnPublish }
 
-// OnPublish runs after the ACL hook has accepted the publish.
+// OnPublish runs after the ACL hook has accepted the publish. A message to
+// a channel topic goes to the channel's browser directly (direct.go);
+// mochi then retains it and delivers it to the services subscribed to it,
+// unless there are none (CodeSuccessIgnore skips mochi's delivery).
 func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	h.b.store.order.gate.wait(pk.TopicName)
-	if cl.Net.Inline {
-		return pk, nil // Publish waits for storage itself
-	}
 	b := h.b
+	b.store.order.gate.wait(pk.TopicName)
+	app, channel, isChannel := channelOf(pk.TopicName)
+	if cl.Net.Inline {
+		// Publish waits for storage itself.
+		if isChannel {
+			b.deliverDirect(app, channel, pk)
+		}
+		return pk, nil
+	}
 	if err := b.store.health(); err != nil {
 		b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
 		return pk, h.refuse(cl, pk)
 	}
+	alone := isChannel && !pk.FixedHeader.Retain && b.direct.onlyDirect(app)
 	if pk.FixedHeader.Qos == 0 {
+		if isChannel {
+			b.deliverDirect(app, channel, pk)
+		}
+		if alone {
+			return pk, packets.CodeSuccessIgnore
+		}
 		return pk, nil
+	}
+	if alone {
+		if b.deliverDirect(app, channel, pk) {
+			ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+			defer cancel()
+			if err := b.store.sync(ctx); err != nil {
+				b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
+				return pk, h.refuse(cl, pk)
+			}
+		}
+		return pk, packets.CodeSuccessIgnore
 	}
 	self := b.srv.NewClient(nil, mqtt.LocalListener, cl.ID, true)
 	self.Properties.ProtocolVersion = cl.Properties.ProtocolVersion

@@ -18,6 +18,7 @@ type metrics struct {
 	subscribeRefused  prometheus.Counter
 	publishRefused    prometheus.Counter
 	dropped           *prometheus.CounterVec // by reason
+	backpressure      prometheus.Counter     // seconds publishers waited for congested connections
 	disconnects       *prometheus.CounterVec // by reason
 	transportRejected *prometheus.CounterVec // before MQTT: by reason
 	wsProtocolErrors  *prometheus.CounterVec // epoll model: by close code
@@ -56,6 +57,10 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "messages_dropped_total",
 			Help: "Messages not delivered to a client, by reason: queue_full (a slow consumer, then disconnected).",
 		}, []string{"reason"}),
+		backpressure: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "publisher_wait_seconds_total",
+			Help: "Time publishers were held back waiting for a congested client's write queue to drain (backpressure).",
+		}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "disconnects_total",
 			Help: "Client disconnects, by reason.",
@@ -103,7 +108,7 @@ func (m *metrics) register(r prometheus.Registerer, info *mqtt.Server, st *store
 	in := info.Info
 	cs := []prometheus.Collector{
 		m.connects, m.connectsRefused, m.authFailures, m.subscribeRefused, m.publishRefused,
-		m.dropped, m.disconnects, m.transportRejected, m.wsProtocolErrors, m.wsReadPaused,
+		m.dropped, m.backpressure, m.disconnects, m.transportRejected, m.wsProtocolErrors, m.wsReadPaused,
 		m.storageCommit, m.storageErrors, m.storageRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "storage_ok",

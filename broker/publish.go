@@ -80,10 +80,18 @@ func (b *Broker) Publish(ctx context.Context, name string, payload []byte, opt P
 	if err := b.quota.admit(pk, opt.MakeRoom); err != nil {
 		return fmt.Errorf("publish to %q: %w", name, err)
 	}
-	if err := b.srv.InjectPacket(b.inline, pk); err != nil {
+	if app, channel, ok := channelOf(name); ok && !opt.Retain && b.direct.onlyDirect(app) {
+		// Only the channel's browser can take it: no need for mochi.
+		b.store.order.gate.wait(name)
+		pk.Origin = b.inline.ID
+		b.stamp(&pk)
+		if !b.deliverDirect(app, channel, pk) {
+			return nil
+		}
+	} else if err := b.srv.InjectPacket(b.inline, pk); err != nil {
 		return fmt.Errorf("publish to %q: %w", name, err)
 	}
-	if err := b.store.sync(ctx); err != nil {
+	if err := b.store.sync(ctx); err != nil { // storage of what Publish queued
 		return fmt.Errorf("publish to %q: not stored: %w", name, err)
 	}
 	return nil
