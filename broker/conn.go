@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -70,13 +69,7 @@ func (b *Broker) newConn(nc net.Conn, origin string, closeFn func(c *conn) error
 	if ft, ok := nc.(framedTransport); ok {
 		c.out, c.frameFn = ft.outbox(), ft.appendFrame
 	} else {
-		s := fdSink{nc: nc}
-		if sc, ok := nc.(syscall.Conn); ok {
-			if rc, err := sc.SyscallConn(); err == nil {
-				s.rc = rc
-			}
-		}
-		c.out = newOutbox(s, b.cfg.MaxQueued, b.cfg.WriteTimeout, b.goBackground, func() { _ = c.Close() })
+		c.out = newOutbox(newFDSink(nc), b.cfg.MaxQueued, b.cfg.WriteTimeout, b.goBackground, func() { _ = c.Close() })
 		c.frameFn = func(dst, p []byte) []byte { return append(dst, p...) }
 	}
 	// A client gets ConnectTimeout to send CONNECT; mochi then moves the
@@ -138,9 +131,10 @@ func (c *conn) Read(p []byte) (int, error) {
 // connection that already failed or closed: a write that cannot complete
 // within WriteTimeout ends the connection.
 func (c *conn) Write(p []byte) (int, error) {
-	b := c.frameFn(getBuf(), p)
-	err := c.out.send(b, false)
-	putBuf(b)
+	bf := getBuf()
+	bf.b = c.frameFn(bf.b, p)
+	err := c.out.send(bf.b, false)
+	putBuf(bf)
 	if err != nil {
 		return 0, err
 	}

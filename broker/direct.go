@@ -225,19 +225,19 @@ func (b *Broker) writePublish(cl *mqtt.Client, c *conn, out packets.Packet) (boo
 	}
 	out.ProtocolVersion = cl.Properties.ProtocolVersion
 	out.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
-	pkt, err := appendPublish(getBuf(), &out)
-	if err != nil {
-		putBuf(pkt)
+	pkt, frame := getBuf(), getBuf()
+	defer putBuf(pkt)
+	defer putBuf(frame)
+	var err error
+	if pkt.b, err = appendPublish(pkt.b, &out); err != nil {
 		return true, err
 	}
-	if out.Mods.MaxSize > 0 && uint32(len(pkt)) > out.Mods.MaxSize {
-		putBuf(pkt)
+	size := len(pkt.b)
+	if out.Mods.MaxSize > 0 && uint32(size) > out.Mods.MaxSize {
 		return true, packets.ErrPacketTooLarge // [MQTT-3.1.2-24]
 	}
-	frame := c.frameFn(getBuf(), pkt)
-	err = c.out.send(frame, true)
-	putBuf(frame)
-	putBuf(pkt)
+	frame.b = c.frameFn(frame.b, pkt.b)
+	err = c.out.send(frame.b, true)
 	if err == errQueueFull {
 		return false, nil
 	}
@@ -247,7 +247,7 @@ func (b *Broker) writePublish(cl *mqtt.Client, c *conn, out packets.Packet) (boo
 	info := b.srv.Info
 	atomic.AddInt64(&info.MessagesSent, 1)
 	atomic.AddInt64(&info.PacketsSent, 1)
-	atomic.AddInt64(&info.BytesSent, int64(len(pkt)))
+	atomic.AddInt64(&info.BytesSent, int64(size))
 	return true, nil
 }
 

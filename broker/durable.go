@@ -20,7 +20,7 @@ const ackTimeout = 10 * time.Second
 // the storage hook has even seen it). So the hook delivers the message
 // itself first, through an inline client carrying the publisher's id (so
 // No Local still applies), waits for storage, and then tells mochi to skip
-// its own delivery (CodeSuccessIgnore): mochi then only writes the PUBACK.
+// its own delivery (pk.Ignore): mochi then only writes the PUBACK.
 type durableHook struct {
 	mqtt.HookBase
 	b *Broker
@@ -35,7 +35,9 @@ func (h *durableHook) Provides(b byte) bool { return b == mqtt.OnPublish }
 // OnPublish runs after the ACL hook has accepted the publish. A message to
 // a channel topic goes to the channel's browser directly (direct.go);
 // mochi then retains it and delivers it to the services subscribed to it,
-// unless there are none (CodeSuccessIgnore skips mochi's delivery).
+// unless there are none (pk.Ignore skips mochi's delivery; returned as the
+// packet rather than as CodeSuccessIgnore, which costs allocations per
+// publish in mochi's error checks).
 func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
 	b.store.order.gate.wait(pk.TopicName)
@@ -57,7 +59,7 @@ func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 			b.deliverDirect(app, channel, pk)
 		}
 		if alone {
-			return pk, packets.CodeSuccessIgnore
+			return ignored(pk)
 		}
 		return pk, nil
 	}
@@ -70,7 +72,7 @@ func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 				return pk, h.refuse(cl, pk)
 			}
 		}
-		return pk, packets.CodeSuccessIgnore
+		return ignored(pk)
 	}
 	self := b.srv.NewClient(nil, mqtt.LocalListener, cl.ID, true)
 	self.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
@@ -85,7 +87,7 @@ func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
 		return pk, h.refuse(cl, pk)
 	}
-	return pk, packets.CodeSuccessIgnore
+	return ignored(pk)
 }
 
 // refuse says no the way the client's protocol version allows: an MQTT 5
@@ -101,4 +103,10 @@ func (h *durableHook) refuse(cl *mqtt.Client, pk packets.Packet) error {
 		return packets.ErrRejectPacket
 	}
 	return packets.ErrQuotaExceeded
+}
+
+// ignored tells mochi to skip its own delivery (and retaining) of pk.
+func ignored(pk packets.Packet) (packets.Packet, error) {
+	pk.Ignore = true
+	return pk, nil
 }

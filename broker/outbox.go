@@ -21,16 +21,23 @@ var (
 // outboxKeep is the largest buffer a drained outbox gives back to the pool.
 const outboxKeep = 64 << 10
 
-var outboxBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+// buffer is a pooled byte slice (the pool holds pointers, so putting one
+// back allocates nothing).
+type buffer struct{ b []byte }
 
-func getBuf() []byte { return (*outboxBufs.Get().(*[]byte))[:0] }
+var outboxBufs = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 4<<10)} }}
 
-func putBuf(b []byte) {
-	if cap(b) == 0 || cap(b) > outboxKeep {
+func getBuf() *buffer {
+	bf := outboxBufs.Get().(*buffer)
+	bf.b = bf.b[:0]
+	return bf
+}
+
+func putBuf(bf *buffer) {
+	if bf == nil || cap(bf.b) > outboxKeep {
 		return
 	}
-	b = b[:0]
-	outboxBufs.Put(&b)
+	outboxBufs.Put(bf)
 }
 
 // sink is a socket as an outbox writes to it, in the transport's own bytes
@@ -66,11 +73,11 @@ type outbox struct {
 	onFail  func()        // ends the connection after a failed write
 
 	mu      sync.Mutex
-	pending []byte // transport bytes not yet written, in order
-	queued  int    // deliveries in pending
-	busy    bool   // a writer (inline or the flusher) owns the socket
-	err     error  // why nothing more is written
-	stalled bool   // a publisher's wait for room timed out; cleared when drained
+	pending *buffer // transport bytes not yet written, in order; nil: none
+	queued  int     // deliveries in pending
+	busy    bool    // a writer (inline or the flusher) owns the socket
+	err     error   // why nothing more is written
+	stalled bool    // a publisher's wait for room timed out; cleared when drained
 	drained chan struct{}
 }
 
@@ -100,7 +107,7 @@ func (o *outbox) send(b []byte, delivery bool) error {
 		if o.pending == nil {
 			o.pending = getBuf()
 		}
-		o.pending = append(o.pending, b...)
+		o.pending.b = append(o.pending.b, b...)
 		if delivery {
 			o.queued++
 		}
@@ -109,32 +116,29 @@ func (o *outbox) send(b []byte, delivery bool) error {
 	}
 	o.busy = true
 	o.mu.Unlock()
-	o.writeInline(b, false)
+	o.writeInline(b, nil)
 	return nil
 }
 
 // writeInline writes b and then what others queued meanwhile, as long as
-// the socket takes it without waiting; the rest goes to the flusher. owned
-// says whether b is a buffer of the outbox (returned to the pool after).
-func (o *outbox) writeInline(b []byte, owned bool) {
+// the socket takes it without waiting; the rest goes to the flusher. own
+// is the outbox's buffer holding b (returned to the pool after), or nil.
+func (o *outbox) writeInline(b []byte, own *buffer) {
 	for round := 0; ; round++ {
 		n, err := o.s.tryWrite(b)
 		if err != nil && !errors.Is(err, errWouldBlock) {
-			if owned {
-				putBuf(b)
-			}
+			putBuf(own)
 			o.fail(err)
 			return
 		}
 		o.mu.Lock()
 		if n < len(b) {
 			// The socket is full: what is left of b goes out first.
-			rest := append(getBuf(), b[n:]...)
-			if owned {
-				putBuf(b)
-			}
+			rest := getBuf()
+			rest.b = append(rest.b, b[n:]...)
+			putBuf(own)
 			if o.pending != nil {
-				rest = append(rest, o.pending...)
+				rest.b = append(rest.b, o.pending.b...)
 				putBuf(o.pending)
 			}
 			o.pending = rest
@@ -142,22 +146,21 @@ func (o *outbox) writeInline(b []byte, owned bool) {
 			o.spawn(o.flush)
 			return
 		}
-		if owned {
-			putBuf(b)
+		putBuf(own)
+		if o.pending == nil || len(o.pending.b) == 0 {
+			o.idleLocked()
+			o.mu.Unlock()
+			return
 		}
-		if len(o.pending) == 0 || round == 2 {
-			if len(o.pending) == 0 {
-				o.idleLocked()
-				o.mu.Unlock()
-				return
-			}
+		if round == 2 {
 			// Others keep sending to this connection: hand the writing
 			// over rather than write for them indefinitely.
 			o.mu.Unlock()
 			o.spawn(o.flush)
 			return
 		}
-		b, owned = o.takeLocked(), true
+		own = o.takeLocked()
+		b = own.b
 		o.mu.Unlock()
 	}
 }
@@ -172,15 +175,15 @@ func (o *outbox) flush() {
 			o.mu.Unlock()
 			return
 		}
-		if len(o.pending) == 0 {
+		if o.pending == nil || len(o.pending.b) == 0 {
 			o.idleLocked()
 			o.mu.Unlock()
 			return
 		}
-		b := o.takeLocked()
+		bf := o.takeLocked()
 		o.mu.Unlock()
-		err := o.s.writeFull(b, time.Now().Add(o.timeout))
-		putBuf(b)
+		err := o.s.writeFull(bf.b, time.Now().Add(o.timeout))
+		putBuf(bf)
 		if err != nil {
 			o.fail(err)
 			return
@@ -189,7 +192,7 @@ func (o *outbox) flush() {
 }
 
 // takeLocked hands the pending bytes to a writer.
-func (o *outbox) takeLocked() []byte {
+func (o *outbox) takeLocked() *buffer {
 	b := o.pending
 	o.pending = nil
 	o.queued = 0
@@ -201,10 +204,8 @@ func (o *outbox) takeLocked() []byte {
 func (o *outbox) idleLocked() {
 	o.busy = false
 	o.stalled = false
-	if o.pending != nil {
-		putBuf(o.pending)
-		o.pending = nil
-	}
+	putBuf(o.pending)
+	o.pending = nil
 	o.wakeLocked()
 }
 
@@ -226,10 +227,8 @@ func (o *outbox) stop(err error, notify bool) {
 		o.err = err
 	}
 	o.busy = false
-	if o.pending != nil {
-		putBuf(o.pending)
-		o.pending = nil
-	}
+	putBuf(o.pending)
+	o.pending = nil
 	o.queued = 0
 	o.wakeLocked()
 	o.mu.Unlock()
@@ -303,14 +302,17 @@ func (o *outbox) finish(last []byte, deadline time.Time) error {
 			return errWriteTimeout
 		}
 	}
-	b := o.pending
+	bf := o.pending
 	o.pending = nil
 	o.err = net.ErrClosed
 	o.busy = true
 	o.mu.Unlock()
-	b = append(b, last...)
-	err := o.s.writeFull(b, deadline)
-	putBuf(b)
+	if bf == nil {
+		bf = getBuf()
+	}
+	bf.b = append(bf.b, last...)
+	err := o.s.writeFull(bf.b, deadline)
+	putBuf(bf)
 	o.mu.Lock()
 	o.busy = false
 	o.wakeLocked()
@@ -322,7 +324,7 @@ func (o *outbox) finish(last []byte, deadline time.Time) error {
 func (o *outbox) idle() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return !o.busy && len(o.pending) == 0
+	return !o.busy && o.pending == nil
 }
 
 // close refuses everything from now on; pending bytes are dropped.
@@ -335,30 +337,50 @@ var errWriteTimeout = errors.New("broker: write timed out")
 
 // fdSink writes to a socket's file descriptor without blocking (the
 // runtime keeps it non-blocking) and, when it must wait, through the
-// net.Conn with a deadline.
+// net.Conn with a deadline. One outbox writer uses it at a time.
 type fdSink struct {
 	nc interface {
 		Write([]byte) (int, error)
 		SetWriteDeadline(time.Time) error
 	}
 	rc syscall.RawConn // nil: every write waits (no descriptor to try)
+
+	// The call in progress, kept here so tryWrite allocates nothing.
+	p     []byte
+	n     int
+	err   error
+	write func(fd uintptr) bool
 }
 
-func (s fdSink) tryWrite(p []byte) (n int, err error) {
+func newFDSink(nc net.Conn) *fdSink {
+	s := &fdSink{nc: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			s.rc = rc
+		}
+	}
+	s.write = func(fd uintptr) bool {
+		s.n, s.err = writeNonblocking(fd, s.p)
+		return true
+	}
+	return s
+}
+
+func (s *fdSink) tryWrite(p []byte) (int, error) {
 	if s.rc == nil {
 		return 0, errWouldBlock
 	}
-	werr := s.rc.Write(func(fd uintptr) bool {
-		n, err = writeNonblocking(fd, p)
-		return true
-	})
+	s.p, s.n, s.err = p, 0, nil
+	werr := s.rc.Write(s.write)
+	n, err := s.n, s.err
+	s.p = nil
 	if err == nil && werr != nil {
 		err = werr
 	}
 	return n, err
 }
 
-func (s fdSink) writeFull(p []byte, deadline time.Time) error {
+func (s *fdSink) writeFull(p []byte, deadline time.Time) error {
 	_ = s.nc.SetWriteDeadline(deadline)
 	_, err := s.nc.Write(p)
 	if err == nil {

@@ -64,8 +64,12 @@ func (b *Broker) Publish(ctx context.Context, name string, payload []byte, opt P
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: opt.QoS, Retain: opt.Retain},
 		TopicName:   name,
-		// mochi keeps the slice (retained, queued): never share the caller's.
-		Payload: append([]byte(nil), payload...),
+		Payload:     payload,
+	}
+	if opt.QoS > 0 || opt.Retain {
+		// Kept (queued, retained): never share the caller's slice. A QoS 0
+		// delivery is encoded before Publish returns.
+		pk.Payload = append([]byte(nil), payload...)
 	}
 	if opt.QoS > 0 {
 		pk.PacketID = 1 // required by validation; the inline client never awaits acks
@@ -88,8 +92,14 @@ func (b *Broker) Publish(ctx context.Context, name string, payload []byte, opt P
 		if !b.deliverDirect(app, channel, pk) {
 			return nil
 		}
-	} else if err := b.srv.InjectPacket(b.inline, pk); err != nil {
-		return fmt.Errorf("publish to %q: %w", name, err)
+	} else {
+		if opt.QoS == 0 && !opt.Retain {
+			// mochi may keep the slice (queued for a service's write loop).
+			pk.Payload = append([]byte(nil), payload...)
+		}
+		if err := b.srv.InjectPacket(b.inline, pk); err != nil {
+			return fmt.Errorf("publish to %q: %w", name, err)
+		}
 	}
 	if err := b.store.sync(ctx); err != nil { // storage of what Publish queued
 		return fmt.Errorf("publish to %q: not stored: %w", name, err)

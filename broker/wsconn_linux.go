@@ -76,7 +76,7 @@ func newWSConn(p *poller, tcp *net.TCPConn, early []byte, o wsOptions) (*wsConn,
 		o.spawn = func(f func()) { go f() }
 	}
 	c := &wsConn{tcp: tcp, rc: rc, p: p, spawn: o.spawn, m: o.metrics, fr: wsReader{max: o.maxMessage}}
-	c.out = newOutbox(fdSink{nc: tcp, rc: rc}, o.maxQueued, o.writeTimeout, o.spawn, func() { _ = c.Close() })
+	c.out = newOutbox(newFDSink(tcp), o.maxQueued, o.writeTimeout, o.spawn, func() { _ = c.Close() })
 	c.cond.L = &c.mu
 	if len(early) > 0 {
 		c.mu.Lock()
@@ -224,9 +224,10 @@ func (c *wsConn) Read(p []byte) (int, error) {
 
 // Write sends p as one binary frame, behind everything sent before.
 func (c *wsConn) Write(p []byte) (int, error) {
-	b := c.appendFrame(getBuf(), p)
-	err := c.out.send(b, false)
-	putBuf(b)
+	bf := getBuf()
+	bf.b = c.appendFrame(bf.b, p)
+	err := c.out.send(bf.b, false)
+	putBuf(bf)
 	if err != nil {
 		return 0, err
 	}

@@ -76,11 +76,16 @@ func ServiceMaySubscribe(filter, app string) bool {
 }
 
 // ServiceMayPublish reports whether a service of app may publish to name: a
-// valid topic name under apps/{app}/.
+// valid topic name under apps/{app}/. It runs twice for every publish of a
+// service, so it walks the string instead of splitting it.
 func ServiceMayPublish(name, app string) bool {
 	if !ValidSegment(app) || ValidName(name) != nil {
 		return false
 	}
-	lv := strings.Split(name, "/")
-	return len(lv) > 2 && lv[0] == "apps" && lv[1] == app
+	rest, ok := strings.CutPrefix(name, "apps/")
+	if ok {
+		rest, ok = strings.CutPrefix(rest, app)
+	}
+	// At least one more level: "apps/{app}/" followed by anything.
+	return ok && strings.HasPrefix(rest, "/")
 }

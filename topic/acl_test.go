@@ -170,3 +170,23 @@ func BenchmarkBrowserMaySubscribe(b *testing.B) {
 		}
 	}
 }
+
+// serviceMayPublishBySplit is the plain definition of ServiceMayPublish.
+func serviceMayPublishBySplit(name, app string) bool {
+	if !ValidSegment(app) || ValidName(name) != nil {
+		return false
+	}
+	lv := strings.Split(name, "/")
+	return len(lv) > 2 && lv[0] == "apps" && lv[1] == app
+}
+
+func FuzzServiceMayPublishAgrees(f *testing.F) {
+	for _, s := range []string{"apps/demo/x", "apps/demo/", "apps/demo", "apps/demox/y", "apps/dem/o", "apps//demo/x", "x/apps/demo/y"} {
+		f.Add(s, "demo")
+	}
+	f.Fuzz(func(t *testing.T, name, app string) {
+		if got, want := ServiceMayPublish(name, app), serviceMayPublishBySplit(name, app); got != want {
+			t.Fatalf("ServiceMayPublish(%q, %q) = %v, definition says %v", name, app, got, want)
+		}
+	})
+}
