@@ -69,15 +69,24 @@ type Config struct {
 	QoS        byte
 	Payload    int
 	KeepAlive  time.Duration // 0: sessions do not ping
-	Publishers int           // per worker per replica
-	SourceIPs  int           // loopback source addresses per worker; default sessions/worker / 10000 + 1
-	Origin     string
-	Timeout    time.Duration // per connect
-	HardCap    time.Duration
-	ProfileDir string    // where server profiles are saved
-	Spawn      Spawner   // default InProcess
-	Progress   io.Writer // progress bar; nil: none
-	Logger     *slog.Logger
+	Publishers int           // connections per worker per replica: at least the largest of PublisherCounts
+	// PublisherCounts sweeps the number of those connections used to
+	// publish: every rate is run with each count. Default: Publishers.
+	PublisherCounts []int
+	// Views are the CPU placements each publisher count and rate is run
+	// in (default ViewShared). ViewPinned needs the targets' PIDs and
+	// places the servers on ServerCPUs (default the first CPU) and the
+	// load generator on ClientCPUs (default the last).
+	Views                  []View
+	ServerCPUs, ClientCPUs []int
+	SourceIPs              int // loopback source addresses per worker; default sessions/worker / 10000 + 1
+	Origin                 string
+	Timeout                time.Duration // per connect
+	HardCap                time.Duration
+	ProfileDir             string    // where server profiles are saved
+	Spawn                  Spawner   // default InProcess
+	Progress               io.Writer // progress bar; nil: none
+	Logger                 *slog.Logger
 }
 
 // ErrConfig is returned (wrapped) for an unusable Config.
@@ -114,7 +123,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
 	}
-	if c.Publishers <= 0 {
+	if c.Publishers <= 0 && len(c.PublisherCounts) == 0 {
 		c.Publishers = DefaultPublishers
 	}
 	if c.SourceIPs <= 0 {
@@ -139,6 +148,9 @@ func (c Config) withDefaults() (Config, error) {
 		if err := c.Targets[i].withDefaults(); err != nil {
 			return c, err
 		}
+	}
+	if err := c.checkViews(); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -198,7 +210,8 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		Started: time.Now().UTC().Format(time.RFC3339),
 		Host:    hostInfo(),
 		Settings: Settings{Sessions: cfg.Sessions, Workers: cfg.Workers, Ramp: cfg.Ramp, Rates: cfg.Rates,
-			DurationSecs: cfg.Duration.Seconds(), QoS: cfg.QoS, PayloadBytes: cfg.Payload},
+			DurationSecs: cfg.Duration.Seconds(), QoS: cfg.QoS, PayloadBytes: cfg.Payload,
+			Publishers: cfg.PublisherCounts, Views: cfg.Views, ServerCPUs: cfg.ServerCPUs, ClientCPUs: cfg.ClientCPUs},
 	}
 	for _, t := range cfg.Targets {
 		res.Settings.Publish = t.Publish
@@ -229,6 +242,8 @@ type run struct {
 	shares []int // sessions per worker
 	start  time.Time
 
+	view View // where the processes run now; "" before the first phase
+
 	mu        sync.Mutex
 	connected []int // latest per worker
 	failed    []int
@@ -258,6 +273,7 @@ func runTarget(ctx context.Context, cfg Config, t Target) (tr TargetResult, err 
 
 	// Workers stop before the sampler, so the memory curve shows the end.
 	defer r.stopWorkers()
+	defer r.unplace()
 	if err := r.startWorkers(ctx); err != nil {
 		return tr, err
 	}
@@ -269,8 +285,9 @@ func runTarget(ctx context.Context, cfg Config, t Target) (tr TargetResult, err 
 	if err := r.idle(ctx, &tr, baseline); err != nil {
 		return tr, err
 	}
-	for i, rate := range cfg.Rates {
-		ph, err := r.phase(ctx, i, rate, &tr)
+	steps := cfg.steps()
+	for i, st := range steps {
+		ph, err := r.phase(ctx, i, st, i == len(steps)-1, &tr)
 		tr.Phases = append(tr.Phases, ph)
 		if err != nil {
 			return tr, err

@@ -11,18 +11,28 @@ import (
 	"github.com/schollz/progressbar/v3"
 )
 
-// phase runs one publish rate on every worker and merges their results.
-func (r *run) phase(ctx context.Context, i int, rate float64, tr *TargetResult) (PhaseResult, error) {
-	a := &phaseAgg{ph: PhaseResult{Rate: rate}, ticks: map[int]*hdrHist{}, all: newHist()}
-	cpu0, _ := readProcs(r.t.PIDs)
-	t0 := time.Now()
-	if err := r.send(command{Cmd: cmdPhase, Index: i, Rate: rate, Duration: r.cfg.Duration, Drain: r.cfg.Drain}); err != nil {
+// phase runs one step on every worker and merges their results.
+func (r *run) phase(ctx context.Context, i int, st step, last bool, tr *TargetResult) (PhaseResult, error) {
+	rate := st.rate
+	a := &phaseAgg{ph: PhaseResult{Rate: rate, Publishers: st.publishers, View: st.view}, ticks: map[int]*hdrHist{}, all: newHist()}
+	moved, err := r.place(st.view)
+	if err != nil {
 		return a.ph, err
 	}
-	if i == len(r.cfg.Rates)-1 {
+	if moved {
+		if err := sleepCtx(ctx, pinSettle); err != nil {
+			return a.ph, err
+		}
+	}
+	cpu0, _ := readProcs(r.t.PIDs)
+	t0 := time.Now()
+	if err := r.send(command{Cmd: cmdPhase, Index: i, Rate: rate, Publishers: st.publishers, Duration: r.cfg.Duration, Drain: r.cfg.Drain}); err != nil {
+		return a.ph, err
+	}
+	if last {
 		defer r.profileCPU(ctx)()
 	}
-	a.bar = r.bar(int(r.cfg.Duration/time.Second), fmt.Sprintf("%s %.0f/s", r.t.Name, rate))
+	a.bar = r.bar(int(r.cfg.Duration/time.Second), fmt.Sprintf("%s %.0f/s %d pub %s", r.t.Name, rate, st.publishers, st.view))
 	if err := r.collect(ctx, a, cpu0, t0); err != nil {
 		return a.ph, err
 	}

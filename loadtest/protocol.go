@@ -80,11 +80,14 @@ const (
 
 // command is a coordinator → worker line.
 type command struct {
-	Cmd      cmdType       `json:"cmd"`
-	Index    int           `json:"index,omitempty"`
-	Rate     float64       `json:"rate,omitempty"` // events per second for this worker
-	Duration time.Duration `json:"duration,omitempty"`
-	Drain    time.Duration `json:"drain,omitempty"`
+	Cmd   cmdType `json:"cmd"`
+	Index int     `json:"index,omitempty"`
+	Rate  float64 `json:"rate,omitempty"` // events per second for this worker
+	// Publishers is how many of the worker's publishers per replica take
+	// part (0: all).
+	Publishers int           `json:"publishers,omitempty"`
+	Duration   time.Duration `json:"duration,omitempty"`
+	Drain      time.Duration `json:"drain,omitempty"`
 }
 
 // msgType names a worker → coordinator message.

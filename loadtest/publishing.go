@@ -60,6 +60,7 @@ func (w *worker) phase(ctx context.Context, c command) (backlog int64, secs floa
 	if len(ss) == 0 || c.Rate <= 0 {
 		return 0, 0
 	}
+	w.active = c.Publishers
 	qos := w.cfg.QoS
 	start := time.Now()
 	end := start.Add(c.Duration)
@@ -130,6 +131,9 @@ func (w *worker) enqueue(s *session, qos byte, k int) bool {
 		return w.hpubs[s.replica].offer(s)
 	}
 	set := w.pubs[s.replica]
+	if w.active > 0 && w.active < len(set) {
+		set = set[:w.active]
+	}
 	for i := range set {
 		p := set[(k+i)%len(set)]
 		if p.room(qos) {

@@ -96,8 +96,13 @@ func writeMarkdown(w io.Writer, title string, res *Results, plots []string) {
 	if res.Command != "" {
 		fmt.Fprintf(w, "- command: `%s`\n", res.Command)
 	}
-	fmt.Fprintf(w, "- %d sessions per target, %d worker process(es), ramp %.0f/s, QoS %d, %d-byte payloads, publish via %s, each rate held %.0f s\n\n",
+	fmt.Fprintf(w, "- %d sessions per target, %d worker process(es), ramp %.0f/s, QoS %d, %d-byte payloads, publish via %s, each rate held %.0f s\n",
 		s.Sessions, s.Workers, s.Ramp, s.QoS, s.PayloadBytes, s.Publish, s.DurationSecs)
+	fmt.Fprintf(w, "- publishers (connections per worker and server process) %v; views %v", s.Publishers, s.Views)
+	if len(s.ServerCPUs) > 0 {
+		fmt.Fprintf(w, "; pinned: servers on CPUs %v, load generator on CPUs %v", s.ServerCPUs, s.ClientCPUs)
+	}
+	fmt.Fprint(w, "\n\n")
 
 	fmt.Fprintf(w, "## Summary\n\n| | %s |\n|---|%s\n", joinNames(res), strings.Repeat("---|", len(res.Targets)))
 	row := func(label string, f func(TargetResult) string) {
@@ -124,7 +129,7 @@ func writeMarkdown(w io.Writer, title string, res *Results, plots []string) {
 	row("load generator RSS", func(t TargetResult) string { return fmt.Sprintf("%.0f MiB", mib(t.ClientRSS)) })
 	row(fmt.Sprintf("best delivery rate with p99 < %d ms", SLOp99Ms), func(t TargetResult) string {
 		if p, ok := BestRate(t, s.QoS); ok {
-			return fmt.Sprintf("%.0f msg/s (p99 %.1f ms)", p.Delivered, p.Latency.P99)
+			return fmt.Sprintf("%.0f msg/s (p99 %.1f ms, %d publishers, %s)", p.Delivered, p.Latency.P99, p.Publishers, p.View)
 		}
 		return "none"
 	})
@@ -135,12 +140,12 @@ func writeMarkdown(w io.Writer, title string, res *Results, plots []string) {
 		}
 	}
 
-	fmt.Fprintf(w, "\n## Publish rates\n\n| target | rate | sent/s | delivered/s | p50 | p90 | p99 | p99.9 | max | lost | dup | out of order | server CPU | load generator CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "\n## Publish rates\n\n| target | view | publishers | rate | sent/s | delivered/s | p50 | p90 | p99 | p99.9 | max | lost | dup | out of order | server CPU | load generator CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range res.Targets {
 		for _, p := range t.Phases {
 			l := p.Latency
-			fmt.Fprintf(w, "| %s | %.0f | %.0f | %.0f | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %d | %d | %d | %.2f cores | %.2f cores |\n",
-				t.Name, p.Rate, p.Achieved, p.Delivered, l.P50, l.P90, l.P99, l.P999, l.Max, p.Lost, p.Dup, p.OOO, p.ServerCPU, p.ClientCPU)
+			fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %.0f | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %d | %d | %d | %.2f cores | %.2f cores |\n",
+				t.Name, p.View, p.Publishers, p.Rate, p.Achieved, p.Delivered, l.P50, l.P90, l.P99, l.P999, l.Max, p.Lost, p.Dup, p.OOO, p.ServerCPU, p.ClientCPU)
 		}
 	}
 	var per []string
@@ -189,8 +194,8 @@ func WriteSummary(w io.Writer, res *Results) {
 			t.Name, t.Connected, t.Sessions, t.Failed, formatReasons(t.Reasons), t.RampRate, t.ConnectTime.P99,
 			mib(t.IdleRSS), kib(t.RSSPerSession), mib(t.ClientRSS))
 		for _, p := range t.Phases {
-			fmt.Fprintf(w, "%-10s rate %6.0f/s delivered %6.0f/s p50 %6.1f ms p99 %7.1f ms max %7.1f ms lost %d dup %d ooo %d server CPU %.2f client CPU %.2f\n",
-				"", p.Rate, p.Delivered, p.Latency.P50, p.Latency.P99, p.Latency.Max, p.Lost, p.Dup, p.OOO, p.ServerCPU, p.ClientCPU)
+			fmt.Fprintf(w, "%-10s %-6s %2d pub rate %6.0f/s delivered %6.0f/s p50 %6.1f ms p99 %7.1f ms max %7.1f ms lost %d dup %d ooo %d server CPU %.2f client CPU %.2f\n",
+				"", p.View, p.Publishers, p.Rate, p.Delivered, p.Latency.P50, p.Latency.P99, p.Latency.Max, p.Lost, p.Dup, p.OOO, p.ServerCPU, p.ClientCPU)
 		}
 		if t.Error != "" {
 			fmt.Fprintf(w, "%-10s error: %s\n", "", t.Error)
@@ -269,9 +274,11 @@ func plotLatencyOverTime(res *Results) (*plot.Plot, error) {
 func plotPercentiles(res *Results) (*plot.Plot, error) {
 	p := newLatencyPlot("p99 delivery latency by publish rate (p50 dashed)", "events/s offered")
 	any := false
-	for k, t := range res.Targets {
+	k := -1
+	for _, g := range phaseGroups(res) {
+		k++
 		var p50, p99 plotter.XYs
-		for _, ph := range t.Phases {
+		for _, ph := range g.phases {
 			if ph.Latency.Count == 0 {
 				continue
 			}
@@ -286,7 +293,7 @@ func plotPercentiles(res *Results) (*plot.Plot, error) {
 			p99 = append(p99, plotter.XY{X: p99[0].X * 1.01, Y: p99[0].Y})
 			p50 = append(p50, plotter.XY{X: p50[0].X * 1.01, Y: p50[0].Y})
 		}
-		if err := addPercentiles(p, t.Name, k, p50, p99); err != nil {
+		if err := addPercentiles(p, g.name, k, p50, p99); err != nil {
 			return nil, err
 		}
 		sc, err := plotter.NewScatter(p99)
@@ -326,4 +333,32 @@ func plotMemory(res *Results) (*plot.Plot, error) {
 		return nil, nil
 	}
 	return p, nil
+}
+
+// phaseGroup is the phases of one target with one publisher count in one
+// view: one line of a plot over rates.
+type phaseGroup struct {
+	name   string
+	phases []PhaseResult
+}
+
+func phaseGroups(res *Results) []phaseGroup {
+	var out []phaseGroup
+	for _, t := range res.Targets {
+		idx := map[string]int{}
+		for _, ph := range t.Phases {
+			name := t.Name
+			if len(res.Settings.Publishers) > 1 || len(res.Settings.Views) > 1 {
+				name = fmt.Sprintf("%s %s %dp", t.Name, ph.View, ph.Publishers)
+			}
+			i, ok := idx[name]
+			if !ok {
+				i = len(out)
+				idx[name] = i
+				out = append(out, phaseGroup{name: name})
+			}
+			out[i].phases = append(out[i].phases, ph)
+		}
+	}
+	return out
 }

@@ -29,6 +29,10 @@ type Settings struct {
 	QoS          byte        `json:"qos"`
 	PayloadBytes int         `json:"payloadBytes"`
 	Publish      PublishMode `json:"publish"`
+	Publishers   []int       `json:"publishers,omitempty"` // publisher counts swept
+	Views        []View      `json:"views,omitempty"`
+	ServerCPUs   []int       `json:"serverCpus,omitempty"` // when pinned
+	ClientCPUs   []int       `json:"clientCpus,omitempty"`
 }
 
 // TargetResult is what one target did.
@@ -69,11 +73,14 @@ type ProcessResult struct {
 	RSSPerSession float64 `json:"rssPerSession"`
 }
 
-// PhaseResult is one publish rate held for the phase duration.
+// PhaseResult is one publish rate held for the phase duration, with a
+// number of publishers, in a view.
 type PhaseResult struct {
-	Rate      float64 `json:"rate"`
-	Achieved  float64 `json:"achieved"` // events sent per second
-	Delivered float64 `json:"delivered"`
+	Rate       float64 `json:"rate"`
+	Publishers int     `json:"publishers,omitempty"` // publisher connections per worker and replica
+	View       View    `json:"view,omitempty"`
+	Achieved   float64 `json:"achieved"` // events sent per second
+	Delivered  float64 `json:"delivered"`
 	Delivery
 	Latency   Percentiles `json:"latency"`
 	ServerCPU float64     `json:"serverCpu"` // cores busy during the phase

@@ -14,6 +14,7 @@ type WorkerProc struct {
 	Stdin  io.WriteCloser
 	Stdout io.Reader
 	Wait   func() error
+	PID    int // the worker's process; 0 when it runs in this one
 }
 
 // Spawner starts workers.
@@ -68,5 +69,5 @@ func (e Exec) Start(ctx context.Context, index int) (WorkerProc, error) {
 	if err := cmd.Start(); err != nil {
 		return WorkerProc{}, fmt.Errorf("start worker %d (%s): %w", index, e.Path, err)
 	}
-	return WorkerProc{Stdin: in, Stdout: out, Wait: cmd.Wait}, nil
+	return WorkerProc{Stdin: in, Stdout: out, Wait: cmd.Wait, PID: cmd.Process.Pid}, nil
 }

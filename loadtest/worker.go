@@ -38,9 +38,10 @@ type worker struct {
 	reasons  map[string]int
 	connHist *recorder // connect times
 
-	pubs  [][]*mqttPublisher // per replica
-	hpubs []*httpPublisher   // per replica
-	wg    sync.WaitGroup     // session and publisher read loops
+	pubs   [][]*mqttPublisher // per replica
+	active int                // publishers per replica the current phase uses (0: all)
+	hpubs  []*httpPublisher   // per replica
+	wg     sync.WaitGroup     // session and publisher read loops
 }
 
 // RunWorker runs one worker: it reads a WorkerConfig line and then

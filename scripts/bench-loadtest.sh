@@ -14,13 +14,16 @@
 # Knobs (environment):
 #   HERALD_BIN                 herald binary              (bin/herald)
 #   HERALD_BENCH_OUT           report directory           (docs/bench)
-#   HERALD_BENCH_SESSIONS      sessions per target        (10000)
+#   HERALD_BENCH_SESSIONS      sessions per target        (15000)
 #   HERALD_BENCH_REPLICAS      gateway processes          (1)
-#   HERALD_BENCH_RATES         events/s, each held for    (10000,20000,30000,40000,60000)
-#   HERALD_BENCH_DURATION      ... this long              (15s)
+#   HERALD_BENCH_RATES         events/s, each held for    (30000,60000)
+#   HERALD_BENCH_DURATION      ... this long              (10s)
 #   HERALD_BENCH_QOS           0 or 1                     (0)
 #   HERALD_BENCH_RAMP          connects/s                 (2000)
-#   HERALD_BENCH_PUBLISHERS    service connections per worker per target (2)
+#   HERALD_BENCH_PUBLISHERS    service connections per worker per target; a list
+#                              (2,8) runs every rate with each count    (2,8)
+#   HERALD_BENCH_PIN           off, on or both: servers pinned to the first CPU,
+#                              the load generator to the last (taskset)  (both)
 #   HERALD_BENCH_MOSQUITTO     0 skips Mosquitto          (1)
 #   HERALD_BENCH_BIG           1 adds the whole-box run   (0)
 #   HERALD_BENCH_COMPARE       0 skips the Herald/Mosquitto comparison (1)
@@ -29,18 +32,19 @@
 #   HERALD_BENCH_SINGLE_SESSIONS  with BIG=1, also one gateway process this full (19500)
 #   HERALD_BENCH_KEEP_LOGS     1 copies the gateways' logs to HERALD_BENCH_OUT (0)
 #   HERALD_BENCH_GATEWAY_ENV   extra environment for the gateway processes only
-#                              (GODEBUG=adaptivestackstart=0, as in the Docker image)
+#                              (none: `herald serve` as it runs by default)
 set -euo pipefail
 
 BIN=${HERALD_BIN:-bin/herald}
 OUT=${HERALD_BENCH_OUT:-docs/bench}
-SESSIONS=${HERALD_BENCH_SESSIONS:-10000}
+SESSIONS=${HERALD_BENCH_SESSIONS:-15000}
 REPLICAS=${HERALD_BENCH_REPLICAS:-1}
-RATES=${HERALD_BENCH_RATES:-10000,20000,30000,40000,60000}
-DURATION=${HERALD_BENCH_DURATION:-15s}
+RATES=${HERALD_BENCH_RATES:-30000,60000}
+DURATION=${HERALD_BENCH_DURATION:-10s}
 QOS=${HERALD_BENCH_QOS:-0}
 RAMP=${HERALD_BENCH_RAMP:-2000}
-PUBLISHERS=${HERALD_BENCH_PUBLISHERS:-2}
+PUBLISHERS=${HERALD_BENCH_PUBLISHERS:-2,8}
+PIN=${HERALD_BENCH_PIN:-both}
 WITH_MOSQ=${HERALD_BENCH_MOSQUITTO:-1}
 BIG=${HERALD_BENCH_BIG:-0}
 COMPARE=${HERALD_BENCH_COMPARE:-1}
@@ -49,7 +53,7 @@ BIG_REPLICAS=${HERALD_BENCH_BIG_REPLICAS:-6}
 BIG_RATES=${HERALD_BENCH_BIG_RATES:-20000,60000}
 BIG_QOS=${HERALD_BENCH_BIG_QOS:-1}
 SINGLE_SESSIONS=${HERALD_BENCH_SINGLE_SESSIONS:-19500}
-read -r -a GATEWAY_ENV <<<"${HERALD_BENCH_GATEWAY_ENV-GODEBUG=adaptivestackstart=0}"
+read -r -a GATEWAY_ENV <<<"${HERALD_BENCH_GATEWAY_ENV-}"
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 
 [[ -x $BIN ]] || { echo "bench-loadtest: $BIN not built (make build)" >&2; exit 1; }
@@ -167,10 +171,10 @@ start_gateways "$REPLICAS"
 MOSQ_ARGS=()
 if [[ $WITH_MOSQ == 1 ]]; then start_mosquitto; fi
 
-CMD="scripts/bench-loadtest.sh (HERALD_BENCH_SESSIONS=$SESSIONS HERALD_BENCH_REPLICAS=$REPLICAS HERALD_BENCH_RATES=$RATES HERALD_BENCH_DURATION=$DURATION HERALD_BENCH_QOS=$QOS HERALD_BENCH_PUBLISHERS=$PUBLISHERS HERALD_BENCH_GATEWAY_ENV='${GATEWAY_ENV[*]}')"
+CMD="scripts/bench-loadtest.sh (HERALD_BENCH_SESSIONS=$SESSIONS HERALD_BENCH_REPLICAS=$REPLICAS HERALD_BENCH_RATES=$RATES HERALD_BENCH_DURATION=$DURATION HERALD_BENCH_QOS=$QOS HERALD_BENCH_PUBLISHERS=$PUBLISHERS HERALD_BENCH_PIN=$PIN HERALD_BENCH_GATEWAY_ENV='${GATEWAY_ENV[*]}')"
 HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
 	--herald "$URLS" --herald-pids "$GW_PIDS" --herald-pprof "$PPROFS" "${MOSQ_ARGS[@]}" \
-	--sessions "$SESSIONS" --ramp "$RAMP" --rates "$RATES" --duration "$DURATION" --qos "$QOS" --publishers "$PUBLISHERS" \
+	--sessions "$SESSIONS" --ramp "$RAMP" --rates "$RATES" --duration "$DURATION" --qos "$QOS" --publishers "$PUBLISHERS" --pin "$PIN" \
 	--payload 64 --out "$OUT/loadtest-${SESSIONS}" --title "Herald vs Mosquitto, $SESSIONS WebSocket sessions" \
 	--command "$CMD" --commit "$COMMIT"
 stop_gateways

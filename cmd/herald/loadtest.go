@@ -139,7 +139,35 @@ func newLoadtestFlags(fs *flag.FlagSet) *loadtestFlags {
 	})
 	fs.IntVar(&c.Payload, "payload", loadtest.DefaultPayloadBytes, "payload bytes (≤ 100)")
 	fs.DurationVar(&c.KeepAlive, "keepalive", 0, "MQTT keep-alive; sessions ping at 3/4 of it (0: no pings)")
-	fs.IntVar(&c.Publishers, "publishers", loadtest.DefaultPublishers, "service connections per worker per replica")
+	fs.Func("publishers", fmt.Sprintf("service connections per worker per replica; a list (2,8) runs every rate with each count (default %d)", loadtest.DefaultPublishers), func(v string) error {
+		n, err := parseInts(v)
+		if err == nil && len(n) == 0 {
+			err = errors.New("no count")
+		}
+		c.PublisherCounts = n
+		return err
+	})
+	fs.Func("pin", "where processes run: off (default), on (servers on --server-cpus, the load generator on --client-cpus, as taskset does) or both (every step unpinned, then pinned)", func(v string) error {
+		switch v {
+		case "off":
+			c.Views = []loadtest.View{loadtest.ViewShared}
+		case "on":
+			c.Views = []loadtest.View{loadtest.ViewPinned}
+		case "both":
+			c.Views = []loadtest.View{loadtest.ViewShared, loadtest.ViewPinned}
+		default:
+			return fmt.Errorf("%q: want off, on or both", v)
+		}
+		return nil
+	})
+	fs.Func("server-cpus", "CPUs of the servers when pinned, e.g. 0 or 0,1 (default: the first CPU)", func(v string) (err error) {
+		c.ServerCPUs, err = parseInts(v)
+		return err
+	})
+	fs.Func("client-cpus", "CPUs of the load generator when pinned (default: the last CPU)", func(v string) (err error) {
+		c.ClientCPUs, err = parseInts(v)
+		return err
+	})
 	fs.IntVar(&c.SourceIPs, "source-ips", 0, "loopback source addresses per worker (default: one per 10,000 sessions)")
 	fs.StringVar(&c.Origin, "origin", "", "Origin header sent by sessions (a browser always sends one)")
 	fs.DurationVar(&c.Timeout, "timeout", loadtest.DefaultTimeout, "bound on one session's connect")
@@ -213,7 +241,7 @@ func parseInts(s string) ([]int, error) {
 	for _, p := range splitList(s) {
 		v, err := strconv.Atoi(p)
 		if err != nil {
-			return nil, fmt.Errorf("%q is not a pid", p)
+			return nil, fmt.Errorf("%q is not a number", p)
 		}
 		out = append(out, v)
 	}
