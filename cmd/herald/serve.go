@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -48,7 +49,7 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 	g := newGateway(cfg, log, getenv, cancel)
 	defer g.closeListener()
 	steps := []func(context.Context) error{
-		g.listen, g.startRevocations, g.startTenants, g.startBroker, g.startExternal,
+		g.startRuntime, g.listen, g.startRevocations, g.startTenants, g.startBroker, g.startExternal,
 		g.startJobs, g.startWeb, g.startMetrics, g.waitReady,
 	}
 	for _, step := range steps {
@@ -61,6 +62,15 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 	<-ctx.Done()
 	log.Info("herald shutting down")
 	return g.wait()
+}
+
+// startRuntime applies the Go runtime defaults (runtime.go) and starts the
+// collector that returns memory while the gateway is idle.
+func (g *gateway) startRuntime(ctx context.Context) error {
+	rs := applyRuntimeDefaults(g.getenv)
+	g.log.Info("runtime settings", "gogc", rs.GOGC, "memory_limit", rs.MemoryLimit, "gomaxprocs", runtime.GOMAXPROCS(0))
+	g.run(ctx, "memory", newIdleCollector(g.log).Run)
+	return nil
 }
 
 // listen binds the metrics address (if set) and the HTTP address (web
