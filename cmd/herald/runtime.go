@@ -91,22 +91,26 @@ func meminfoTotal() int64 {
 // sessions for hours, and without this the garbage of the burst stays in
 // the heap — and resident — until the heap grows again, up to GOGC per
 // cent of what is live. It collects and returns free memory to the
-// system when, over idleWindow, little was allocated but the heap holds
-// clearly more than what the last collection found live.
+// system when, over the last look, the process used little CPU (it is
+// not delivering or accepting connections) while the heap holds clearly
+// more than what the last collection found live; at most once per
+// minGap.
 type idleCollector struct {
 	log      *slog.Logger
 	every    time.Duration // how often it looks
-	quietBPS float64       // allocation rate below which the process is quiet
+	quietCPU float64       // share of one core below which the process is quiet
 	minSlack uint64        // garbage worth collecting: bytes above the live heap
-	collect  func()        // runtime.GC + debug.FreeOSMemory
+	minGap   time.Duration // between two collections
+	cpu      func() (time.Duration, bool)
+	collect  func() // runtime.GC + debug.FreeOSMemory
 }
 
 func newIdleCollector(log *slog.Logger) *idleCollector {
-	return &idleCollector{log: log, every: time.Second, quietBPS: 1 << 20, minSlack: 32 << 20,
-		collect: debug.FreeOSMemory}
+	return &idleCollector{log: log, every: time.Second, quietCPU: 0.05, minSlack: 32 << 20, minGap: time.Minute,
+		cpu: processCPU, collect: debug.FreeOSMemory}
 }
 
-var idleMetrics = []string{"/gc/heap/allocs:bytes", "/gc/heap/live:bytes", "/memory/classes/heap/objects:bytes"}
+var idleMetrics = []string{"/gc/heap/live:bytes", "/memory/classes/heap/objects:bytes"}
 
 // Run looks every c.every until ctx ends.
 func (c *idleCollector) Run(ctx context.Context) error {
@@ -114,7 +118,7 @@ func (c *idleCollector) Run(ctx context.Context) error {
 	for i, n := range idleMetrics {
 		samples[i].Name = n
 	}
-	read := func() (allocs, live, objects uint64) {
+	heap := func() (live, objects uint64) {
 		metrics.Read(samples)
 		v := func(i int) uint64 {
 			if samples[i].Value.Kind() != metrics.KindUint64 {
@@ -122,28 +126,36 @@ func (c *idleCollector) Run(ctx context.Context) error {
 			}
 			return samples[i].Value.Uint64()
 		}
-		return v(0), v(1), v(2)
+		return v(0), v(1)
 	}
 	t := time.NewTicker(c.every)
 	defer t.Stop()
-	last, _, _ := read()
+	lastCPU, ok := c.cpu()
+	if !ok {
+		return nil
+	}
+	lastAt, collected := time.Now(), time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		allocs, live, objects := read()
-		rate := float64(allocs-last) / c.every.Seconds()
-		last = allocs
-		if rate < c.quietBPS && objects > live+max(live/4, c.minSlack) {
-			start := time.Now()
-			c.collect()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			c.log.Debug("memory returned while idle", "heap_before", objects, "heap_after", ms.HeapAlloc,
-				"took", time.Since(start))
-			last, _, _ = read()
+		now := time.Now()
+		cpu, _ := c.cpu()
+		busy := float64(cpu-lastCPU) / float64(now.Sub(lastAt))
+		lastCPU, lastAt = cpu, now
+		live, objects := heap()
+		if busy >= c.quietCPU || objects <= live+max(live/4, c.minSlack) || now.Sub(collected) < c.minGap {
+			continue
 		}
+		c.collect()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		c.log.Debug("memory returned while idle", "heap_before", objects, "heap_after", ms.HeapAlloc,
+			"took", time.Since(now))
+		collected = time.Now()
+		lastCPU, _ = c.cpu()
+		lastAt = collected
 	}
 }
