@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"syscall"
 )
@@ -22,7 +23,9 @@ const pollerReadSize = 64 << 10
 // wsConn.readable), which is the transport's backpressure.
 type poller struct {
 	epfd int
-	wake int // eventfd that ends run
+	ep   *os.File        // epfd, waited on through the Go runtime's netpoller
+	rc   syscall.RawConn // of ep
+	wake int             // eventfd that ends run
 	log  *slog.Logger
 
 	mu    sync.Mutex
@@ -49,24 +52,46 @@ func newPoller(log *slog.Logger) (*poller, error) {
 		_ = syscall.Close(int(wake))
 		return nil, fmt.Errorf("epoll_ctl add eventfd: %w", err)
 	}
-	return &poller{epfd: epfd, wake: int(wake), log: log, conns: make(map[uint64]*wsConn)}, nil
+	// run waits for the epoll set to be readable through the runtime's
+	// netpoller, so a waiting poller holds no thread and no P: a blocking
+	// epoll_wait would keep its P in a system call until sysmon takes it
+	// back (up to 10 ms), stalling every goroutine it had just woken when
+	// GOMAXPROCS is 1 (one core, or a process pinned to one).
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		_ = syscall.Close(epfd)
+		_ = syscall.Close(int(wake))
+		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		_ = ep.Close()
+		_ = syscall.Close(int(wake))
+		return nil, fmt.Errorf("epoll raw conn: %w", err)
+	}
+	return &poller{epfd: epfd, ep: ep, rc: rc, wake: int(wake), log: log, conns: make(map[uint64]*wsConn)}, nil
 }
 
 // run reads ready sockets until stop. It is the only reader of every
 // registered socket.
 func (p *poller) run() {
 	defer func() {
-		_ = syscall.Close(p.epfd)
+		_ = p.ep.Close()
 		_ = syscall.Close(p.wake)
 	}()
 	buf := make([]byte, pollerReadSize)
 	events := make([]syscall.EpollEvent, 128)
+	var n int
+	var err error
+	wait := func(fd uintptr) bool {
+		n, err = syscall.EpollWait(int(fd), events, 0)
+		return n > 0 || (err != nil && !errors.Is(err, syscall.EINTR))
+	}
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if rerr := p.rc.Read(wait); rerr != nil && err == nil {
+			err = rerr
+		}
 		if err != nil {
-			if errors.Is(err, syscall.EINTR) {
-				continue
-			}
 			p.log.Error("epoll_wait failed; WebSocket reads stop", "error", err)
 			p.failAll(fmt.Errorf("epoll_wait: %w", err))
 			return
