@@ -44,11 +44,7 @@ func TestStorageShrinksAgain(t *testing.T) {
 	cfg := Config{Registry: reg, DataDir: dir, Metrics: metrics, CompactMinFree: 1 << 20, CompactInterval: 200 * time.Millisecond}
 	tb := startBroker(t, cfg)
 
-	s := mint(t, tb, "demo")
-	browser := mustConnect(t, dialTCP(t, tb), s.Channel, "demo", s.Token, withSession(2))
-	browser.subscribe(t, topic.ChannelFilter("demo", s.Channel))
-	_ = browser.Disconnect(&paho.Disconnect{})
-	testkit.WaitFor(t, 5*time.Second, "browser offline", func() bool { return tb.Clients() == 0 })
+	s := offlineBrowser(t, tb, 2)
 
 	svc := mustConnect(t, dialTCP(t, tb), "svc-burst", "demo", demoKey)
 	payload := make([]byte, 100<<10)

@@ -174,11 +174,7 @@ func TestRetainedCaps(t *testing.T) {
 func TestQueuedCap(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	tb := startBroker(t, Config{Registry: capRegistry(t), Metrics: reg, DataDir: t.TempDir()})
-	s := mint(t, tb, "demo")
-	browser := mustConnect(t, dialTCP(t, tb), s.Channel, "demo", s.Token, withSession(3600))
-	browser.subscribe(t, topic.ChannelFilter("demo", s.Channel))
-	_ = browser.Disconnect(&paho.Disconnect{})
-	testkit.WaitFor(t, 5*time.Second, "browser offline", func() bool { return tb.Clients() == 0 })
+	s := offlineBrowser(t, tb, 3600)
 
 	svc := mustConnect(t, dialTCP(t, tb), "svc-queue", "demo", demoKey)
 	events := topic.Events("demo", s.Channel)
@@ -220,4 +216,16 @@ func rawRetainedQoS1(name string, id uint16, payload string) []byte {
 	p := rawPublishQoS1(4, name, id, payload)
 	p[0] |= 0x01
 	return p
+}
+
+// offlineBrowser is a persistent browser session of app demo (session
+// expiry in seconds), subscribed to its channel and gone offline.
+func offlineBrowser(t *testing.T, tb *testBroker, expiry uint32) tenant.Session {
+	t.Helper()
+	s := mint(t, tb, "demo")
+	browser := mustConnect(t, dialTCP(t, tb), s.Channel, "demo", s.Token, withSession(expiry))
+	browser.subscribe(t, topic.ChannelFilter("demo", s.Channel))
+	_ = browser.Disconnect(&paho.Disconnect{})
+	testkit.WaitFor(t, 5*time.Second, "browser offline", func() bool { return tb.Clients() == 0 })
+	return s
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -20,18 +19,12 @@ import (
 // sampleQueue samples the job queue (and its dead-letter queue) every
 // QueueSampleInterval until ctx ends.
 func (p *Processor) sampleQueue(ctx context.Context) {
-	t := time.NewTicker(p.cfg.QueueSampleInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, p.cfg.QueueSampleInterval, func() bool {
 		if err := p.sampleOnce(ctx); err != nil && ctx.Err() == nil {
 			p.log.Warn("queue attributes not sampled", "queue", p.cfg.QueueURL, "err", err)
 		}
-	}
+		return true
+	})
 }
 
 var depthAttributes = []types.QueueAttributeName{

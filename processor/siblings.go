@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"time"
 )
 
 // errJobEnded is the cause of a step's context canceled because its job
@@ -64,20 +63,14 @@ func stopped(ctx context.Context) bool { return errors.Is(context.Cause(ctx), er
 // step, in any process, ends the job: it reads the job's final marker
 // every Heartbeat until ctx ends.
 func (p *Processor) watch(ctx context.Context, st *State) {
-	t := time.NewTicker(p.cfg.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, p.cfg.Heartbeat, func() bool {
 		fm, err := p.readFinal(ctx, st.job())
-		if err == nil && fm != nil && fm.Writer != st.stepID() {
-			p.log.LogAttrs(ctx, slog.LevelDebug, "job ended by another step; stopping this one", slog.String("job", st.JobID),
-				slog.String("output", st.Output), slog.String("ended_by", fm.Writer))
-			p.siblings.stop(st.JobID, "")
-			return
+		if err != nil || fm == nil || fm.Writer == st.stepID() {
+			return true
 		}
-	}
+		p.log.LogAttrs(ctx, slog.LevelDebug, "job ended by another step; stopping this one", slog.String("job", st.JobID),
+			slog.String("output", st.Output), slog.String("ended_by", fm.Writer))
+		p.siblings.stop(st.JobID, "")
+		return false
+	})
 }
