@@ -138,7 +138,14 @@ const sessionIssuer = "herald"
 // app's SessionTTL from now.
 func sign(a *App, ch, iss string, now time.Time) (Session, error) {
 	exp := now.Add(a.SessionTTL).Truncate(time.Second)
+	// A random token id makes every token distinct: a refresh within the same
+	// second as the mint would otherwise sign the very same claims again.
+	id, err := NewChannelID()
+	if err != nil {
+		return Session{}, fmt.Errorf("sign token for app %q: %w", a.ID, err)
+	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, tokenClaims{jwt.RegisteredClaims{
+		ID:        id,
 		Subject:   ch,
 		Audience:  jwt.ClaimStrings{a.ID},
 		Issuer:    iss,

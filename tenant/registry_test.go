@@ -165,3 +165,28 @@ func TestRenewAndRevoke(t *testing.T) {
 		t.Errorf("renew of a non-channel: got %v", err)
 	}
 }
+
+// TestRenewInTheSameSecondIsANewToken: a refresh right after minting (same
+// second, same expiry) still hands out a token of its own.
+func TestRenewInTheSameSecondIsANewToken(t *testing.T) {
+	r, err := NewRegistry([]App{{ID: "demo", APIKey: "demo-key-0123456789", Secret: strings.Repeat("s", 32), SessionTTL: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	s, _ := r.Mint("demo", now)
+	c, err := r.Verify("demo", s.Token, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.Renew(c, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Token == s.Token {
+		t.Fatal("renewed token is the minted token")
+	}
+	if _, err := r.Verify("demo", n.Token, now); err != nil {
+		t.Fatalf("renewed token: %v", err)
+	}
+}

@@ -83,6 +83,20 @@ function canConnect(port) {
  * @returns {Promise<Mosquitto>}
  */
 export async function startMosquitto() {
+  // A port found free can be taken by another process before Mosquitto binds
+  // it; then Mosquitto exits at once and a fresh pair of ports is tried.
+  let last;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    try {
+      return await startMosquittoOnce();
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
+}
+
+async function startMosquittoOnce() {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'herald-mosquitto-'));
   const user = 'herald';
   const password = randomBytes(12).toString('base64url');

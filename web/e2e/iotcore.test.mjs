@@ -143,7 +143,12 @@ function startIoT(secrets, wsPort) {
 
 before(async () => {
   if (missing) return;
-  [mosq, sts, browser, bundle] = await Promise.all([startMosquitto(), startSTS(), launchBrowser(), mqttBundle()]);
+  // allSettled, so that after() can stop whatever did start when one part fails
+  // (a half-started set would keep the test process alive).
+  const started = await Promise.allSettled([startMosquitto(), startSTS(), launchBrowser(), mqttBundle()]);
+  [mosq, sts, browser, bundle] = started.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
   iot = await startIoT(sts.issued, mosq.wsPort);
   gw = await startHerald({
     HERALD_BROKER_MODE: 'iot-core',
