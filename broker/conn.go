@@ -130,10 +130,13 @@ func (c *conn) Read(p []byte) (int, error) {
 // before, and writes it now if the socket takes it. Errors come from a
 // connection that already failed or closed: a write that cannot complete
 // within WriteTimeout ends the connection.
-func (c *conn) Write(p []byte) (int, error) {
+func (c *conn) Write(p []byte) (int, error) { return sendFramed(c.out, c.frameFn, p) }
+
+// sendFramed queues p, framed by frame, on out: the Write of a transport.
+func sendFramed(out *outbox, frame func(dst, p []byte) []byte, p []byte) (int, error) {
 	bf := getBuf()
-	bf.b = c.frameFn(bf.b, p)
-	err := c.out.send(bf.b, false)
+	bf.b = frame(bf.b, p)
+	err := out.send(bf.b, false)
 	putBuf(bf)
 	if err != nil {
 		return 0, err

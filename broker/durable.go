@@ -64,22 +64,17 @@ func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		return pk, nil
 	}
 	if alone {
-		if b.deliverDirect(app, channel, pk) {
-			ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
-			defer cancel()
-			if err := b.store.sync(ctx); err != nil {
-				b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
-				return pk, h.refuse(cl, pk)
-			}
+		if !b.deliverDirect(app, channel, pk) {
+			return ignored(pk) // nothing stored: no commit to wait for
 		}
-		return ignored(pk)
-	}
-	self := b.srv.NewClient(nil, mqtt.LocalListener, cl.ID, true)
-	self.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
-	self.Properties.Username = cl.Properties.Username
-	if err := b.srv.InjectPacket(self, pk); err != nil {
-		b.log.Warn("mqtt publish not delivered", "client", cl.ID, "topic", pk.TopicName, "error", err)
-		return pk, h.refuse(cl, pk)
+	} else {
+		self := b.srv.NewClient(nil, mqtt.LocalListener, cl.ID, true)
+		self.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
+		self.Properties.Username = cl.Properties.Username
+		if err := b.srv.InjectPacket(self, pk); err != nil {
+			b.log.Warn("mqtt publish not delivered", "client", cl.ID, "topic", pk.TopicName, "error", err)
+			return pk, h.refuse(cl, pk)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
 	defer cancel()

@@ -223,16 +223,7 @@ func (c *wsConn) Read(p []byte) (int, error) {
 }
 
 // Write sends p as one binary frame, behind everything sent before.
-func (c *wsConn) Write(p []byte) (int, error) {
-	bf := getBuf()
-	bf.b = c.appendFrame(bf.b, p)
-	err := c.out.send(bf.b, false)
-	putBuf(bf)
-	if err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
+func (c *wsConn) Write(p []byte) (int, error) { return sendFramed(c.out, c.appendFrame, p) }
 
 // appendFrame appends p as one binary frame.
 func (c *wsConn) appendFrame(dst, p []byte) []byte {
