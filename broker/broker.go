@@ -109,38 +109,8 @@ func New(cfg Config) (*Broker, error) {
 		SysTopicResendInterval: 3600,
 	})
 
-	if err := b.srv.AddHook(&authHook{b: b}, nil); err != nil {
-		return nil, fmt.Errorf("broker auth hook: %w", err)
-	}
-	if err := b.srv.AddHook(&protocolHook{srv: b.srv}, nil); err != nil {
-		return nil, fmt.Errorf("broker protocol hook: %w", err)
-	}
-	b.direct = newDirectHook(b)
-	if err := b.srv.AddHook(b.direct, nil); err != nil {
-		return nil, fmt.Errorf("broker direct hook: %w", err)
-	}
-	st := newMemoryStore(b.log, b.metrics)
-	if cfg.DataDir != "" {
-		if st, err = openStore(filepath.Join(cfg.DataDir, "broker.db"), b.log, b.metrics,
-			compaction{minFree: cfg.CompactMinFree, every: cfg.CompactInterval}); err != nil {
-			return nil, err
-		}
-	}
-	st.srv, st.maxSessionExpiry = b.srv, cfg.SessionExpiry
-	if err := b.srv.AddHook(st, nil); err != nil {
-		_ = st.Stop()
-		return nil, fmt.Errorf("broker storage hook: %w", err)
-	}
-	b.store = st
-	durable := &durableHook{b: b}
-	b.quota = newQuotaHook(b, durable.refuse)
-	if err := b.srv.AddHook(b.quota, nil); err != nil {
-		_ = st.Stop()
-		return nil, fmt.Errorf("broker quota hook: %w", err)
-	}
-	if err := b.srv.AddHook(durable, nil); err != nil {
-		_ = st.Stop()
-		return nil, fmt.Errorf("broker durable hook: %w", err)
+	if err := b.addHooks(); err != nil {
+		return nil, err
 	}
 
 	b.inline = b.srv.NewClient(nil, mqtt.LocalListener, "herald-inline", true)
@@ -162,6 +132,46 @@ func New(cfg Config) (*Broker, error) {
 		b.ln = ln
 	}
 	return b, nil
+}
+
+// addHooks registers Herald's hooks on the mochi server in the order they
+// must run, and opens the storage hook. On error nothing is left open.
+func (b *Broker) addHooks() error {
+	if err := b.srv.AddHook(&authHook{b: b}, nil); err != nil {
+		return fmt.Errorf("broker auth hook: %w", err)
+	}
+	if err := b.srv.AddHook(&protocolHook{srv: b.srv}, nil); err != nil {
+		return fmt.Errorf("broker protocol hook: %w", err)
+	}
+	b.direct = newDirectHook(b)
+	if err := b.srv.AddHook(b.direct, nil); err != nil {
+		return fmt.Errorf("broker direct hook: %w", err)
+	}
+	var err error
+	st := newMemoryStore(b.log, b.metrics)
+	if b.cfg.DataDir != "" {
+		if st, err = openStore(filepath.Join(b.cfg.DataDir, "broker.db"), b.log, b.metrics,
+			compaction{minFree: b.cfg.CompactMinFree, every: b.cfg.CompactInterval}); err != nil {
+			return err
+		}
+	}
+	st.srv, st.maxSessionExpiry = b.srv, b.cfg.SessionExpiry
+	if err := b.srv.AddHook(st, nil); err != nil {
+		_ = st.Stop()
+		return fmt.Errorf("broker storage hook: %w", err)
+	}
+	b.store = st
+	durable := &durableHook{b: b}
+	b.quota = newQuotaHook(b, durable.refuse)
+	if err := b.srv.AddHook(b.quota, nil); err != nil {
+		_ = st.Stop()
+		return fmt.Errorf("broker quota hook: %w", err)
+	}
+	if err := b.srv.AddHook(durable, nil); err != nil {
+		_ = st.Stop()
+		return fmt.Errorf("broker durable hook: %w", err)
+	}
+	return nil
 }
 
 func (b *Broker) closeStore() { _ = b.store.Stop() }

@@ -77,13 +77,22 @@ func (p *Processor) readFinal(ctx context.Context, k job.Key) (*finalMarker, err
 // one INFO log line and counts it in the metrics; cost is what its
 // conversions took, detail why it failed (for the log only).
 func (p *Processor) end(ctx context.Context, st *State, writer string, e *event.Envelope, cost usage, detail string) error {
-	return p.endAfter(ctx, st, writer, nil, e, cost, detail)
+	return p.endWith(ctx, st, ending{writer: writer, final: e, cost: cost, detail: detail})
 }
 
-// endAfter is end that publishes first (if not nil) just before e, and
-// only if this step ends the job.
-func (p *Processor) endAfter(ctx context.Context, st *State, writer string, first, e *event.Envelope, cost usage, detail string) error {
-	k := st.job()
+// ending is how a step ends its job: writer names the step, first (if
+// not nil) is published just before final, and only if this step ends
+// the job; cost and detail go to the job's log line.
+type ending struct {
+	writer       string
+	first, final *event.Envelope
+	cost         usage
+	detail       string
+}
+
+// endWith is end with an optional event published first.
+func (p *Processor) endWith(ctx context.Context, st *State, en ending) error {
+	k, writer, e := st.job(), en.writer, en.final
 	err := p.putJSON(ctx, p.finalMarkerKey(k), finalMarker{Writer: writer, Event: e}, true)
 	switch {
 	case isPreconditionFailed(err):
@@ -100,8 +109,8 @@ func (p *Processor) endAfter(ctx context.Context, st *State, writer string, firs
 	case err != nil:
 		return err
 	}
-	if first != nil {
-		if err := p.publish(ctx, first); err != nil {
+	if en.first != nil {
+		if err := p.publish(ctx, en.first); err != nil {
 			return err
 		}
 	}
@@ -110,7 +119,7 @@ func (p *Processor) endAfter(ctx context.Context, st *State, writer string, firs
 	}
 	p.inflight.remove(ctx, k)
 	p.siblings.stop(k.JobID, st.Output)
-	p.jobEnded(ctx, st, e, cost, detail)
+	p.jobEnded(ctx, st, e, en.cost, en.detail)
 	return nil
 }
 
@@ -165,7 +174,7 @@ func (p *Processor) complete(ctx context.Context, st *State, outs []event.Output
 	last := p.envelope(st, event.TypeProgress, st.stepID(), int64(n+1), &event.Progress{Done: n, Total: n})
 	e := p.envelope(st, event.TypeCompleted, st.stepID(), int64(n+2), &event.Progress{Done: n, Total: n})
 	e.Outputs = outs
-	return p.endAfter(ctx, st, st.stepID(), last, e, cost, "")
+	return p.endWith(ctx, st, ending{writer: st.stepID(), first: last, final: e, cost: cost})
 }
 
 // outputs reads the record of every output file of job k, all at once
