@@ -320,13 +320,7 @@ export class HeraldClient {
       await this.#obtainSession();
       this.#open();
     } catch (err) {
-      if (err?.code === 'token_revoked') {
-        this.#revoked();
-        return;
-      }
-      this.#lastError = `session: ${err.message}`;
-      this.#emitter.emit('error', err);
-      this.#schedule();
+      this.#sessionFailed(err);
     }
   }
 
@@ -494,14 +488,19 @@ export class HeraldClient {
       }
       this.#open();
     } catch (err) {
-      if (err?.code === 'token_revoked') {
-        this.#revoked();
-        return;
-      }
-      this.#lastError = `session: ${err.message}`;
-      this.#emitter.emit('error', err);
-      this.#schedule();
+      this.#sessionFailed(err);
     }
+  }
+
+  /** Obtaining a session failed: stop for good if revoked, else retry later. */
+  #sessionFailed(err) {
+    if (err?.code === 'token_revoked') {
+      this.#revoked();
+      return;
+    }
+    this.#lastError = `session: ${err.message}`;
+    this.#emitter.emit('error', err);
+    this.#schedule();
   }
 
   /** The channel was revoked (DELETE /v1/sessions/{channel}): stop for good. */
