@@ -185,3 +185,31 @@ export function brokerURL(gw, session) {
   u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
   return u.href;
 }
+
+/**
+ * Waits for client's CONNACK. Rejects with the CONNACK error, or when the
+ * connection closes without one or none comes within 15 s (MQTT.js's
+ * connectAsync would wait forever with reconnectPeriod 0); the client is
+ * ended then.
+ */
+export async function connected(client) {
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no CONNACK within 15 s')), 15_000);
+    const done = (fn) => (arg) => {
+      clearTimeout(timer);
+      client.off('connect', onConnect);
+      client.off('error', onError);
+      client.off('close', onClose);
+      fn(arg);
+    };
+    const onConnect = done(() => resolve());
+    const onError = done((err) => reject(err));
+    const onClose = done(() => reject(new Error('connection closed before CONNACK')));
+    client.on('connect', onConnect);
+    client.on('error', onError);
+    client.on('close', onClose);
+  }).catch((err) => {
+    client.end(true);
+    throw err;
+  });
+}

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import mqtt from 'mqtt';
-import { mintSession } from './gateway.mjs';
+import { connected, mintSession } from './gateway.mjs';
 import { mosquittoMissing, startHerald, startMosquitto } from './external.mjs';
 import { makePNG } from './media.mjs';
 
@@ -50,25 +50,7 @@ async function connect(session) {
     connectTimeout: 10_000,
   });
   clients.add(client);
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no CONNACK within 15 s')), 15_000);
-    const done = (fn) => (arg) => {
-      clearTimeout(timer);
-      client.off('connect', onConnect);
-      client.off('error', onError);
-      client.off('close', onClose);
-      fn(arg);
-    };
-    const onConnect = done(() => resolve());
-    const onError = done((err) => reject(err));
-    const onClose = done(() => reject(new Error('connection closed before CONNACK')));
-    client.on('connect', onConnect);
-    client.on('error', onError);
-    client.on('close', onClose);
-  }).catch((err) => {
-    client.end(true);
-    throw err;
-  });
+  await connected(client);
   return client;
 }
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
-import { brokerURL, eventId, mintSession, postEvent, startGateway } from './gateway.mjs';
+import { brokerURL, connected, eventId, mintSession, postEvent, startGateway } from './gateway.mjs';
 
 let gw;
 before(async () => {
@@ -38,25 +38,7 @@ async function connect(session, protocolVersion, overrides = {}) {
     ...overrides,
   });
   clients.add(client);
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no CONNACK within 15 s')), 15_000);
-    const done = (fn) => (arg) => {
-      clearTimeout(timer);
-      client.off('connect', onConnect);
-      client.off('error', onError);
-      client.off('close', onClose);
-      fn(arg);
-    };
-    const onConnect = done(() => resolve());
-    const onError = done((err) => reject(err));
-    const onClose = done(() => reject(new Error('connection closed before CONNACK')));
-    client.on('connect', onConnect);
-    client.on('error', onError);
-    client.on('close', onClose);
-  }).catch((err) => {
-    client.end(true);
-    throw err;
-  });
+  await connected(client);
   return client;
 }
 
