@@ -74,10 +74,11 @@ type Broker struct {
 
 	mu      sync.Mutex
 	closing bool
-	live    map[*conn]struct{} // connections being served
-	conns   sync.WaitGroup     // one per client connection goroutine
-	bg      sync.WaitGroup     // accept loop and asynchronous kicks
-	once    lifecycle.Once     // Run may be called once
+	live    map[*conn]struct{}      // connections being served
+	waiters map[*conn]chan struct{} // closed when mochi is done with a connection (served)
+	conns   sync.WaitGroup          // one per client connection goroutine
+	bg      sync.WaitGroup          // accept loop and asynchronous kicks
+	once    lifecycle.Once          // Run may be called once
 }
 
 // New checks cfg, opens the storage under cfg.DataDir and binds the TCP
@@ -343,6 +344,10 @@ func (b *Broker) serve(listener string, c *conn) {
 		b.expiries.remove(c)
 		b.mu.Lock()
 		delete(b.live, c)
+		if w := b.waiters[c]; w != nil {
+			close(w)
+			delete(b.waiters, c)
+		}
 		b.mu.Unlock()
 	}()
 	err := b.srv.EstablishConnection(listener, c)
@@ -353,6 +358,26 @@ func (b *Broker) serve(listener string, c *conn) {
 		b.metrics.connectsRefused.WithLabelValues("bad_connect").Inc()
 	}
 	_ = c.Close()
+}
+
+// served returns a channel that is closed once mochi is done with c: its
+// client's read loop has ended and the disconnect hooks have run.
+func (b *Broker) served(c *conn) <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w := b.waiters[c]; w != nil {
+		return w
+	}
+	w := make(chan struct{})
+	if _, ok := b.live[c]; !ok {
+		close(w)
+		return w
+	}
+	if b.waiters == nil {
+		b.waiters = make(map[*conn]chan struct{})
+	}
+	b.waiters[c] = w
+	return w
 }
 
 func (b *Broker) acceptLoop() {

@@ -53,30 +53,64 @@ func (b *Broker) expireDue(now time.Time) {
 // no server DISCONNECT) a closed connection. The persistent session and
 // its queued messages are kept, as for any disconnect.
 func (b *Broker) endSession(cl *mqtt.Client, code packets.Code) {
-	b.background(func() {
-		if cl.Closed() {
-			return
-		}
-		_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(writeBudget))
-		if cl.Properties.ProtocolVersion == 5 {
-			_ = b.srv.DisconnectClient(cl, code)
-		}
-		cl.Stop(code)
-	})
+	b.background(func() { b.disconnect(cl, code) })
 }
 
-// Revoke ends the live connection of app's channel, if this broker holds
-// one, with DISCONNECT 0x98 (administrative action). Its tokens are refused
-// from then on by the registry's revocations, which the caller has updated
-// first. Revoke reports whether a connection was ended.
+// disconnect tells a live client why (MQTT 5) and closes it.
+func (b *Broker) disconnect(cl *mqtt.Client, code packets.Code) {
+	if cl.Closed() {
+		return
+	}
+	_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(writeBudget))
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = b.srv.DisconnectClient(cl, code)
+	}
+	cl.Stop(code)
+}
+
+// Revoke ends app's channel's session on this broker, if it holds one: a
+// live connection gets DISCONNECT 0x98 (administrative action), then the
+// session is deleted with its subscriptions and queued messages, in
+// memory and on disk. No token can resume it (the caller has updated the
+// registry's revocations first), so keeping it would only hold the app's
+// queue quota and storage until it expired. Revoke reports whether a live
+// connection was ended.
 func (b *Broker) Revoke(app, channel string) bool {
 	cl, ok := b.srv.Clients.Get(channel)
-	if !ok || cl.Net.Inline || cl.Closed() || isService(cl) || string(cl.Properties.Username) != app {
+	if !ok || cl.Net.Inline || isService(cl) || string(cl.Properties.Username) != app {
 		return false
 	}
-	b.metrics.sessionsEnded.WithLabelValues("revoked").Inc()
-	b.endSession(cl, packets.ErrAdministrativeAction)
-	return true
+	live := !cl.Closed()
+	if live {
+		b.metrics.sessionsEnded.WithLabelValues("revoked").Inc()
+	}
+	c, _ := cl.Net.Conn.(*conn)
+	b.background(func() {
+		b.disconnect(cl, packets.ErrAdministrativeAction)
+		if c != nil {
+			// mochi stores a persistent session as its connection ends;
+			// delete it only after that.
+			<-b.served(c)
+		}
+		b.dropSession(cl, "revoked")
+	})
+	return live
+}
+
+// dropSession deletes a browser's session the way mochi expires one that
+// nobody came back for: the hooks that keep state about it (storage,
+// quotas) forget it, then mochi does. A session that has ended or been
+// replaced meanwhile is left alone.
+func (b *Broker) dropSession(cl *mqtt.Client, reason string) {
+	if cur, ok := b.srv.Clients.Get(cl.ID); !ok || cur != cl {
+		return
+	}
+	queued := cl.State.Inflight.Len()
+	b.store.OnClientExpired(cl)
+	b.quota.OnClientExpired(cl)
+	b.srv.Clients.Delete(cl.ID)
+	b.log.Info("session deleted", "app", string(cl.Properties.Username), "channel", cl.ID,
+		"reason", reason, "queued", queued)
 }
 
 // OnSessionEstablished arms the token expiry of a browser connection.
