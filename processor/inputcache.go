@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 )
 
 // inputCache keeps recently downloaded inputs on local disk so that the
@@ -21,6 +22,11 @@ import (
 // bounded (least recently used entries go first) and the directory is
 // removed by close.
 //
+// An input larger than a quarter of the bound is not kept: it would evict
+// most of the cache for one job. It is shared only while some step's work
+// dir links it (a hard link costs no space), so the steps of a job that run
+// together still download it once; sweep removes it after the last.
+//
 // Callers get a hard link to the cached file in their own work dir, so an
 // eviction never pulls a file from under a running converter and removing
 // the work dir removes only the caller's link.
@@ -30,8 +36,9 @@ type inputCache struct {
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
-	lru     *list.List // of *cacheEntry, most recent at the front; ready entries only
-	bytes   int64      // sum of the sizes of ready entries
+	lru     *list.List             // of *cacheEntry, most recent at the front; ready entries only
+	bytes   int64                  // sum of the sizes of ready entries in lru
+	shared  map[string]*cacheEntry // ready entries too large to keep
 	closed  bool
 }
 
@@ -42,6 +49,7 @@ type cacheEntry struct {
 	ready chan struct{} // closed when the download ended
 	err   error         // the download's error, set before ready closes
 	elem  *list.Element // nil until ready and kept
+	users int           // linkTo calls between finding the entry and linking it
 }
 
 // fetchFunc writes the object's bytes to w.
@@ -54,11 +62,12 @@ func newInputCache(parent string, maxBytes int64) (*inputCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create input cache dir: %w", err)
 	}
-	return &inputCache{dir: dir, maxBytes: maxBytes, entries: map[string]*cacheEntry{}, lru: list.New()}, nil
+	return &inputCache{dir: dir, maxBytes: maxBytes, entries: map[string]*cacheEntry{},
+		shared: map[string]*cacheEntry{}, lru: list.New()}, nil
 }
 
-// fits reports whether an object of size bytes may be cached. Larger ones
-// would evict most of the cache for one job.
+// fits reports whether an object of size bytes may be kept in the cache
+// after the steps using it are done.
 func (c *inputCache) fits(size int64) bool { return size > 0 && size <= c.maxBytes/4 }
 
 // linkTo places the cached copy of bucket/key at ETag etag (fetching it
@@ -72,40 +81,46 @@ func (c *inputCache) linkTo(ctx context.Context, bucket, key, etag string, fetch
 			c.mu.Unlock()
 			return false, errors.New("input cache closed")
 		}
-		e, ok := c.entries[id]
-		if !ok {
+		e, found := c.entries[id]
+		if !found {
 			e = &cacheEntry{id: id, path: filepath.Join(c.dir, id), ready: make(chan struct{})}
 			c.entries[id] = e
-			c.mu.Unlock()
-			c.download(ctx, e, fetch)
-			if e.err != nil {
-				return false, e.err
-			}
-			err := c.link(e, dst)
-			if errors.Is(err, errEvicted) && attempt == 0 {
-				continue
-			}
-			return false, err
 		}
+		e.users++ // sweep leaves it alone until it is linked
 		c.mu.Unlock()
-		select {
-		case <-e.ready:
-		case <-ctx.Done():
-			return false, fmt.Errorf("wait for input download: %w", ctx.Err())
-		}
-		if e.err == nil {
-			err := c.link(e, dst)
-			if !errors.Is(err, errEvicted) || attempt > 0 {
-				return err == nil, err
-			}
-			continue
-		}
-		// The download another step started failed. If it failed only
-		// because that step was canceled, try once ourselves.
-		if attempt > 0 || !errors.Is(e.err, context.Canceled) {
-			return false, e.err
+		hit, retry, err := c.use(ctx, e, found, fetch, dst)
+		c.mu.Lock()
+		e.users--
+		c.mu.Unlock()
+		if !retry || attempt > 0 {
+			return hit, err
 		}
 	}
+}
+
+// use links the entry to dst: at once if found (after the download
+// another call runs), else after downloading it. retry reports an error
+// that a second try may not have: the entry was evicted before it was
+// linked, or the download another step started was canceled.
+func (c *inputCache) use(ctx context.Context, e *cacheEntry, found bool, fetch fetchFunc, dst string) (hit, retry bool, err error) {
+	if !found {
+		c.download(ctx, e, fetch)
+		if e.err != nil {
+			return false, false, e.err
+		}
+		err := c.link(e, dst)
+		return false, errors.Is(err, errEvicted), err
+	}
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return false, false, fmt.Errorf("wait for input download: %w", ctx.Err())
+	}
+	if e.err != nil {
+		return false, errors.Is(e.err, context.Canceled), e.err
+	}
+	err = c.link(e, dst)
+	return err == nil, errors.Is(err, errEvicted), err
 }
 
 var errEvicted = errors.New("input cache entry evicted")
@@ -126,6 +141,10 @@ func (c *inputCache) download(ctx context.Context, e *cacheEntry, fetch fetchFun
 		return
 	}
 	e.size = size
+	if !c.fits(size) {
+		c.shared[e.id] = e
+		return
+	}
 	e.elem = c.lru.PushFront(e)
 	c.bytes += size
 	c.evictLocked()
@@ -139,7 +158,9 @@ func (c *inputCache) link(e *cacheEntry, dst string) error {
 	if c.entries[e.id] != e {
 		return errEvicted
 	}
-	c.lru.MoveToFront(e.elem)
+	if e.elem != nil {
+		c.lru.MoveToFront(e.elem)
+	}
 	if err := os.Link(e.path, dst); err == nil {
 		return nil
 	}
@@ -161,11 +182,38 @@ func (c *inputCache) evictLocked() {
 	}
 }
 
+// sweep removes the shared entries (those too large to keep) that no
+// call is about to link and no work dir links any more. The processor
+// calls it when a step's work dir is gone.
+func (c *inputCache) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.shared {
+		if e.users > 0 || linked(e.path) {
+			continue
+		}
+		delete(c.shared, id)
+		delete(c.entries, id)
+		_ = os.Remove(e.path)
+	}
+}
+
+// linked reports whether path has other hard links than its own name.
+func linked(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink > 1
+}
+
 // close removes the cache directory. Downloads still running fail.
 func (c *inputCache) close() error {
 	c.mu.Lock()
 	c.closed = true
 	c.entries = map[string]*cacheEntry{}
+	c.shared = map[string]*cacheEntry{}
 	c.lru.Init()
 	c.bytes = 0
 	c.mu.Unlock()

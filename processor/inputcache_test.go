@@ -79,7 +79,7 @@ func TestInputCacheSharesOneDownload(t *testing.T) {
 }
 
 func TestInputCacheEvictsLeastRecentlyUsed(t *testing.T) {
-	c, err := newInputCache(t.TempDir(), 10)
+	c, err := newInputCache(t.TempDir(), 16) // keeps inputs up to 4 bytes
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +101,10 @@ func TestInputCacheEvictsLeastRecentlyUsed(t *testing.T) {
 		want bool
 	}{
 		{"a", false}, {"b", false}, {"a", true}, // a is now the most recent
-		{"c", false},              // 12 bytes > 10: b goes
+		{"c", false}, {"d", false}, // 16 bytes: all kept
+		{"e", false},              // 20 bytes > 16: b goes
 		{"a", true}, {"b", false}, // b was evicted; c goes
+		{"d", true}, {"c", false},
 	}
 	for i, tt := range tests {
 		if got := get(tt.key); got != tt.want {
@@ -119,6 +121,71 @@ func TestInputCacheEvictsLeastRecentlyUsed(t *testing.T) {
 			t.Errorf("%s: %q, %v", e.Name(), b, err)
 		}
 	}
+}
+
+// TestInputCacheSharesLargeInputWhileLinked: an input larger than a
+// quarter of the cache is downloaded once for the steps that use it
+// together, is not counted against the cache's bound, and is removed by
+// sweep once no work dir links it.
+func TestInputCacheSharesLargeInputWhileLinked(t *testing.T) {
+	c, err := newInputCache(t.TempDir(), 16) // keeps inputs up to 4 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	f := &countingFetch{body: "ten bytes!", gate: make(chan struct{})}
+	dst := t.TempDir()
+	link := func(name string) bool {
+		t.Helper()
+		hit, err := c.linkTo(context.Background(), "b", "big", "e", f.fetch, filepath.Join(dst, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hit
+	}
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() { link(fmt.Sprint(i)) })
+	}
+	close(f.gate)
+	wg.Wait()
+	if !link("later") {
+		t.Error("a step starting while others still link the input downloaded it again")
+	}
+	if got := f.calls.Load(); got != 1 {
+		t.Errorf("fetches while linked: got %d, want 1", got)
+	}
+	if c.bytes != 0 {
+		t.Errorf("cache counts %d bytes for an input it does not keep", c.bytes)
+	}
+	c.sweep()
+	if got := cacheFiles(t, c); got != 1 {
+		t.Fatalf("sweep while work dirs link the input: %d files in the cache, want 1", got)
+	}
+	for _, name := range []string{"0", "1", "2", "later"} {
+		if err := os.Remove(filepath.Join(dst, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.sweep()
+	if got := cacheFiles(t, c); got != 0 {
+		t.Errorf("sweep after the last work dir: %d files in the cache, want 0", got)
+	}
+	if link("again") {
+		t.Error("a swept input was served from the cache")
+	}
+	if got := f.calls.Load(); got != 2 {
+		t.Errorf("fetches after the sweep: got %d, want 2", got)
+	}
+}
+
+func cacheFiles(t *testing.T, c *inputCache) int {
+	t.Helper()
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
 }
 
 func TestInputCacheFailedDownloadIsNotKept(t *testing.T) {
@@ -164,28 +231,45 @@ func TestInputCacheCloseRemovesDir(t *testing.T) {
 }
 
 // TestOutputStepsShareOneDownload: the four output steps of an image job
-// in one processor fetch the input from S3 once, and nothing is left in
-// the work dir once the processor stops.
+// in one processor fetch the input from S3 once — also an input too large
+// to keep in the cache, which the steps share while they run — and nothing
+// is left in the work dir once the processor stops.
 func TestOutputStepsShareOneDownload(t *testing.T) {
-	work := t.TempDir()
-	e := newEnv(t, func(c *Config) { c.WorkDir = work })
-	id := e.upload(t, "photo.png", "image/png", testkit.ReadFile(t, testkit.Image(t, t.TempDir(), "photo.png", 640, 480)))
-	final, _ := e.events.final(t, id, 60*time.Second)
-	if final.Type != event.TypeCompleted {
-		t.Fatalf("final event %s (%+v), want job.completed", final.Type, final.Error)
+	tests := []struct {
+		name       string
+		cacheBytes int64
+		most       int // downloads
+	}{
+		{"kept in the cache", 0, 1},
+		// Shared while a step links it: the job's four steps start
+		// together (four workers), so one download is usual; a step
+		// received after the others ended would fetch it again.
+		{"larger than a quarter of the cache", 4 << 10, 2},
 	}
-	stored := e.logs.Matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == id })
-	var downloads int
-	for _, r := range stored {
-		if r["input_cached"] == false {
-			downloads++
-		}
-	}
-	if len(stored) != 4 || downloads != 1 {
-		t.Errorf("got %d outputs stored with %d downloads, want 4 and 1", len(stored), downloads)
-	}
-	e.stop()
-	if left, _ := os.ReadDir(work); len(left) != 0 {
-		t.Errorf("work dir holds %d entries after stop, want none: %v", len(left), left)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			work := t.TempDir()
+			e := newEnv(t, func(c *Config) { c.WorkDir, c.InputCacheBytes = work, tt.cacheBytes })
+			id := e.upload(t, "photo.png", "image/png", testkit.ReadFile(t, testkit.NoiseImage(t, t.TempDir(), "photo.png", 640, 480)))
+			final, _ := e.events.final(t, id, 60*time.Second)
+			if final.Type != event.TypeCompleted {
+				t.Fatalf("final event %s (%+v), want job.completed", final.Type, final.Error)
+			}
+			stored := e.logs.Matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == id })
+			var downloads int
+			for _, r := range stored {
+				if r["input_cached"] == false {
+					downloads++
+				}
+			}
+			if len(stored) != 4 || downloads < 1 || downloads > tt.most {
+				t.Errorf("got %d outputs stored with %d downloads, want 4 and 1 to %d", len(stored), downloads, tt.most)
+			}
+			t.Logf("%d outputs, %d download(s) of the input", len(stored), downloads)
+			e.stop()
+			if left, _ := os.ReadDir(work); len(left) != 0 {
+				t.Errorf("work dir holds %d entries after stop, want none: %v", len(left), left)
+			}
+		})
 	}
 }

@@ -114,7 +114,9 @@ type Config struct {
 	// InputCacheBytes bounds the local cache of downloaded inputs that
 	// lets the output steps of a job running in this process share one
 	// download; default 1 GiB, negative turns the cache off. Inputs larger
-	// than a quarter of it are not cached. The cache lives in a directory
+	// than a quarter of it are not kept: they are shared only while a step
+	// of this process holds them (hard links, no extra space), so steps
+	// running together still download them once. The cache lives in a directory
 	// under WorkDir that Run removes when it returns.
 	InputCacheBytes int64
 	// OutputPartSize is the part size of outputs stored with a multipart

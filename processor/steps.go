@@ -200,7 +200,12 @@ func (p *Processor) convertAndStore(ctx context.Context, st *State, spec convert
 	if err != nil {
 		return false, err
 	}
-	defer func() { _ = cleanup() }()
+	defer func() {
+		_ = cleanup()
+		if p.inputs != nil {
+			p.inputs.sweep() // the input this step shared may be unused now
+		}
+	}()
 	input := filepath.Join(dir, "input")
 	start := time.Now()
 	cached, err := p.download(ctx, st.Input, input)
@@ -284,8 +289,9 @@ func (p *Processor) storeGroup(ctx context.Context, st *State, parts []convert.O
 }
 
 // download places the input object at dst: from the input cache when
-// another step of this process already fetched the same version, else
-// from S3.
+// another step of this process already fetched the same version (or, for
+// an input too large to keep, another step of this process still holds
+// it), else from S3.
 func (p *Processor) download(ctx context.Context, in StateInput, dst string) (cached bool, err error) {
 	if p.inputs == nil {
 		_, err := writeFile(ctx, dst, p.fetcher(in, ""))
@@ -296,7 +302,7 @@ func (p *Processor) download(ctx context.Context, in StateInput, dst string) (ca
 		return false, fmt.Errorf("head input s3://%s/%s: %w", in.Bucket, in.Key, err)
 	}
 	etag := aws.ToString(head.ETag)
-	if etag == "" || !p.inputs.fits(aws.ToInt64(head.ContentLength)) {
+	if etag == "" {
 		_, err := writeFile(ctx, dst, p.fetcher(in, ""))
 		return false, err
 	}
