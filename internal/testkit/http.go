@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"testing"
 )
@@ -70,15 +69,4 @@ func (u Upload) MustPost(t testing.TB) (*http.Response, []byte) {
 		t.Fatalf("POST %s: %v", u.URL, err)
 	}
 	return resp, body
-}
-
-// FreeAddr is a loopback host:port that was free a moment ago.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

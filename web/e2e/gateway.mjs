@@ -7,6 +7,7 @@
 
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -22,15 +23,54 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 /** Directory for screenshots and other artefacts (TEST_OUTPUT_DIR or ./test-output). */
 export const outputDir = path.resolve(process.env.TEST_OUTPUT_DIR || path.join(repoRoot, 'test-output'));
 
-/** Returns a TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort() {
+/**
+ * Returns a TCP port on 127.0.0.1 that was free a moment ago, for a server
+ * started later (often another process). Where there is room it is taken
+ * below the kernel's ephemeral range: client sockets take ephemeral ports,
+ * so under load a port the kernel handed out as free was often some
+ * connection's local port by the time the server bound it.
+ */
+export async function freePort() {
+  const low = ephemeralLow();
+  if (low - FIXED_LOW >= 1000) {
+    for (let i = 0; i < 100; i++) {
+      const port = FIXED_LOW + Math.floor(Math.random() * (low - FIXED_LOW));
+      if (await bindable(port)) return port;
+    }
+  }
+  return listenOnce(0);
+}
+
+/** The lowest port freePort picks: above well-known and most registered service ports. */
+const FIXED_LOW = 20000;
+
+function ephemeralLow() {
+  try {
+    const [low] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return Number.isInteger(low) ? low : 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function bindable(port) {
+  try {
+    await listenOnce(port);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Listens on 127.0.0.1:port, closes again and resolves with the port bound. */
+function listenOnce(port) {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
     srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+    srv.listen(port, '127.0.0.1', () => {
+      const bound = srv.address().port;
+      srv.close(() => resolve(bound));
     });
   });
 }
