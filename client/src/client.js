@@ -20,6 +20,10 @@ const AUTH_CODES = new Set([4, 5, 0x85, 0x86, 0x87, 0x8a]);
 // DISCONNECT 0xA0 (maximum connect time): the broker ended the connection
 // because its token expired.
 const TOKEN_EXPIRED = 0xa0;
+// DISCONNECT 0x98 (administrative action): Herald revoked the channel. The
+// client asks for a session at once instead of presenting the token again;
+// the answer (token_revoked) ends it.
+const REVOKED = 0x98;
 // Herald's broker renews a live connection's token with MQTT 5
 // re-authentication (AUTH 0x19) when the client connected with this
 // authentication method. A broker that does not know it answers CONNACK
@@ -370,8 +374,9 @@ export class HeraldClient {
     });
     client.on('close', () => {
       if (client !== this.#client || this.#closed) return;
-      if (disconnectReason === TOKEN_EXPIRED) this.#attempt = 0;
-      const retryNow = disconnectReason === TOKEN_EXPIRED || this.#clientToken !== this.session?.token || (this.#reauthUnsupported && this.#clientReauth);
+      if (disconnectReason === TOKEN_EXPIRED || disconnectReason === REVOKED) this.#attempt = 0;
+      if (disconnectReason === REVOKED) this.#authFailed = true;
+      const retryNow = disconnectReason === TOKEN_EXPIRED || disconnectReason === REVOKED || this.#clientToken !== this.session?.token || (this.#reauthUnsupported && this.#clientReauth);
       this.#schedule(retryNow);
     });
   }

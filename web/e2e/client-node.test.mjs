@@ -49,6 +49,13 @@ describe('client in Node, demo app', () => {
     await gw?.stop();
   });
 
+  /** The broker's count of CONNECTs refused because the channel is revoked. */
+  const revokedConnects = async () => {
+    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    const m = /^herald_broker_connects_refused_total\{reason="revoked"\} (\d+)/m.exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+
   test('connects on a fresh channel and gets each event once', async () => {
     const client = make();
     const rec = recorder(client);
@@ -133,12 +140,16 @@ describe('client in Node, demo app', () => {
     const client = make();
     const rec = recorder(client);
     await client.connect({ signal: AbortSignal.timeout(20_000) });
+    const refusedBefore = await revokedConnects();
     const res = await fetch(`${gw.url}/v1/sessions/${client.channel}`, { method: 'DELETE', headers: { Authorization: `Bearer ${gw.apiKey}` } });
     await res.arrayBuffer();
     if (res.status === 404 || res.status === 405) return t.skip('this gateway has no DELETE /v1/sessions/{channel}');
     assert.equal(res.status, 204);
     await until('closed', () => client.state === 'closed', 15_000);
     assert.ok(rec.errors.some((e) => e.code === 'token_revoked'), rec.errors.map((e) => e.message).join('; '));
+    // DISCONNECT 0x98 sends it to the session endpoint at once: it never
+    // presents the revoked token to the broker again (CONNACK 0x8A).
+    assert.equal(await revokedConnects(), refusedBefore, 'CONNECTs with the revoked token');
     assert.deepEqual(rec.sessions.map((s) => s.reason), ['minted']);
   });
 
