@@ -35,15 +35,15 @@ func (e *storageError) Unwrap() []error { return []error{ErrStorage, e.err} }
 func (e *storageError) RetryAfter() time.Duration { return 5 * time.Second }
 
 // storeOp is one queued change: put val at key, delete key, or delete every
-// key with prefix key. An op with synced set carries no change: it is
-// answered once every change queued before it is committed (nil) or has
-// failed to be (the error).
+// key with prefix key. An op with synced set carries no change: synced is
+// called, on the writer's goroutine, once every change queued before it is
+// committed (nil) or has failed to be (the error); it must not block.
 type storeOp struct {
 	bucket []byte
 	key    []byte
 	val    []byte
 	prefix bool
-	synced chan<- error
+	synced func(error)
 }
 
 // Stop flushes queued changes and closes the file. Later events are ignored.
@@ -84,7 +84,7 @@ func (s *store) sync(ctx context.Context) error {
 		return nil
 	}
 	done := make(chan error, 1)
-	if !s.enqueue(storeOp{synced: done}) {
+	if !s.enqueue(storeOp{synced: func(err error) { done <- err }}) {
 		return ErrNotRunning
 	}
 	select {
@@ -93,6 +93,17 @@ func (s *store) sync(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// durable reports whether sync waits for the disk (a data directory, not
+// the write-behind mode of the benchmarks).
+func (s *store) durable() bool { return s.db != nil && !s.writeBehind }
+
+// notify calls then (on the writer's goroutine; it must not block) once
+// every change queued so far is on disk, or with why it is not. It
+// reports false, and never calls then, when the store is not running.
+func (s *store) notify(then func(error)) bool {
+	return s.enqueue(storeOp{synced: then})
 }
 
 // health returns nil, or why storage cannot keep changes now.
@@ -118,7 +129,7 @@ func (s *store) writer() {
 		look = t.C
 	}
 	for {
-		var waiters []chan<- error
+		var waiters []func(error)
 		select {
 		case <-look:
 			if len(pending) == 0 {
@@ -151,8 +162,8 @@ func (s *store) writer() {
 
 // drain adds op and whatever else is queued to pending, without waiting,
 // and returns the sync requests among them.
-func (s *store) drain(op storeOp, pending []storeOp) ([]storeOp, []chan<- error) {
-	var waiters []chan<- error
+func (s *store) drain(op storeOp, pending []storeOp) ([]storeOp, []func(error)) {
+	var waiters []func(error)
 	for n := 0; ; n++ {
 		if op.synced != nil {
 			waiters = append(waiters, op.synced)
@@ -207,9 +218,9 @@ func (s *store) commit(ops []storeOp) error {
 	return f
 }
 
-func answer(waiters []chan<- error, err error) {
+func answer(waiters []func(error), err error) {
 	for _, w := range waiters {
-		w <- err
+		w(err)
 	}
 }
 

@@ -43,6 +43,8 @@ type conn struct {
 	heldMu     sync.Mutex
 	held       []uint16
 
+	acks atomic.Pointer[ackQueue] // a publishing client's PUBACKs waiting for storage
+
 	fr        framer  // touched only by the reading goroutine
 	out       *outbox // every write, in order
 	frameFn   func(dst, p []byte) []byte
@@ -130,7 +132,19 @@ func (c *conn) Read(p []byte) (int, error) {
 // before, and writes it now if the socket takes it. Errors come from a
 // connection that already failed or closed: a write that cannot complete
 // within WriteTimeout ends the connection.
-func (c *conn) Write(p []byte) (int, error) { return sendFramed(c.out, c.frameFn, p) }
+func (c *conn) Write(p []byte) (int, error) {
+	n := len(p)
+	if q := c.acks.Load(); q != nil {
+		// PUBACKs waiting for storage are taken out (acks.go).
+		if p = q.capture(p); len(p) == 0 {
+			return n, nil
+		}
+	}
+	if _, err := sendFramed(c.out, c.frameFn, p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
 
 // sendFramed queues p, framed by frame, on out: the Write of a transport.
 func sendFramed(out *outbox, frame func(dst, p []byte) []byte, p []byte) (int, error) {

@@ -76,13 +76,51 @@ func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 			return pk, h.refuse(cl, pk)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
-	defer cancel()
-	if err := b.store.sync(ctx); err != nil {
-		b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
-		return pk, h.refuse(cl, pk)
+	if err := h.ackWhenStored(cl, pk); err != nil {
+		return pk, err
 	}
 	return ignored(pk)
+}
+
+// ackWhenStored makes the PUBACK mochi writes for pk wait until pk is on
+// disk: held in the connection's ack queue (acks.go), so the connection's
+// next PUBLISH is read meanwhile; or, with nothing to hold it in, waited
+// for here. The error is the refusal to hand mochi.
+func (h *durableHook) ackWhenStored(cl *mqtt.Client, pk packets.Packet) error {
+	b := h.b
+	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+	defer cancel()
+	c, _ := cl.Net.Conn.(*conn)
+	if c == nil || !b.store.durable() {
+		if err := b.store.sync(ctx); err != nil {
+			b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
+			return h.refuse(cl, pk)
+		}
+		return nil
+	}
+	q := c.acks.Load()
+	if q == nil {
+		// Only the client's read loop gets here: no other writer.
+		q = newAckQueue(cl.Properties.ProtocolVersion == 5,
+			func(p []byte) { _, _ = sendFramed(c.out, c.frameFn, p) },
+			func() { b.kick(cl, packets.ErrUnspecifiedError) })
+		c.acks.Store(q)
+	}
+	a, err := q.hold(ctx, pk.PacketID)
+	if err != nil {
+		b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
+		return h.refuse(cl, pk)
+	}
+	stored := func(err error) {
+		if err != nil {
+			b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
+		}
+		q.stored(a, err)
+	}
+	if !b.store.notify(stored) {
+		stored(ErrNotRunning)
+	}
+	return nil
 }
 
 // refuse says no the way the client's protocol version allows: an MQTT 5

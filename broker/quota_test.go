@@ -43,7 +43,8 @@ func publishV5(t *testing.T, c *mqttClient, name string, payload []byte, retain 
 	return pr.ReasonCode
 }
 
-// metricValue is the value of a counter with exactly labels, or 0.
+// metricValue is the value of a counter or gauge with exactly labels (a
+// histogram's sample count), or 0.
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -56,8 +57,11 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 		}
 		for _, m := range mf.GetMetric() {
 			if labelsMatch(m, labels) {
-				if m.GetCounter() != nil {
+				switch {
+				case m.GetCounter() != nil:
 					return m.GetCounter().GetValue()
+				case m.GetHistogram() != nil:
+					return float64(m.GetHistogram().GetSampleCount())
 				}
 				return m.GetGauge().GetValue()
 			}

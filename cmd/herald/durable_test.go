@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -87,6 +90,76 @@ func TestPubackedEventsSurviveSIGKILL(t *testing.T) {
 				t.Fatalf("publish %s: %v %+v", id, err, pr)
 			}
 		})
+	}
+}
+
+// The same for a service that sends all of them at once over MQTT 3.1.1
+// and reads the PUBACKs afterwards (the broker reads the next PUBLISH while
+// the last one is being stored, and holds each PUBACK until its message is
+// on disk): the kill comes right after the last PUBACK.
+func TestPipelinedPubacksSurviveSIGKILL(t *testing.T) {
+	for run := range 5 {
+		var burst [][]byte
+		killAfterAcks(t, fmt.Sprintf("pipelined%d", run), func(c *child, s session, id string, body map[string]any) {
+			body["app"], body["time"] = "demo", time.Now().UTC()
+			payload, _ := json.Marshal(body)
+			burst = append(burst, payload)
+			if body["type"] == "job.completed" {
+				publishPipelined(t, c.mqtt, "apps/demo/channels/"+s.Channel+"/jobs/job1", burst)
+			}
+		})
+	}
+}
+
+// publishPipelined connects to addr as a 3.1.1 service of the demo app,
+// writes one QoS 1 PUBLISH per payload in one go (the last one retained)
+// and then reads a PUBACK for each, in order.
+func publishPipelined(t *testing.T, addr, name string, payloads [][]byte) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	str := func(b []byte, s string) []byte { return append(binary.BigEndian.AppendUint16(b, uint16(len(s))), s...) }
+	pkt := func(h byte, body []byte) []byte {
+		b := []byte{h}
+		for n := len(body); ; n >>= 7 {
+			if n < 0x80 {
+				b = append(b, byte(n))
+				break
+			}
+			b = append(b, byte(n&0x7f|0x80))
+		}
+		return append(b, body...)
+	}
+	connect := str(nil, "MQTT")
+	connect = append(connect, 4, 0xC2, 0, 60) // 3.1.1, user+password, clean; keep-alive 60 s
+	connect = str(str(str(connect, "svc-pipelined"), "demo"), testAPIKey)
+	out := pkt(0x10, connect)
+	for i, p := range payloads {
+		h := byte(0x32)
+		if i == len(payloads)-1 {
+			h |= 1
+		}
+		out = append(out, pkt(h, append(binary.BigEndian.AppendUint16(str(nil, name), uint16(i+1)), p...))...)
+	}
+	if _, err := nc.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(nc)
+	head := make([]byte, 4)
+	if _, err := io.ReadFull(r, head); err != nil || head[0] != 0x20 || head[3] != 0 {
+		t.Fatalf("CONNACK %x: %v", head, err)
+	}
+	for i := range payloads {
+		if _, err := io.ReadFull(r, head); err != nil {
+			t.Fatalf("PUBACK %d: %v", i+1, err)
+		}
+		if head[0] != 0x40 || binary.BigEndian.Uint16(head[2:]) != uint16(i+1) {
+			t.Fatalf("got %x, want PUBACK %d", head, i+1)
+		}
 	}
 }
 
