@@ -40,10 +40,10 @@ func (h *durableHook) Provides(b byte) bool { return b == mqtt.OnPublish }
 // publish in mochi's error checks).
 func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
-	b.store.order.gate.wait(pk.TopicName)
 	app, channel, isChannel := channelOf(pk.TopicName)
 	if cl.Net.Inline {
-		// Publish waits for storage itself.
+		// Publish, or deliver below, injected it: they hold the resume
+		// gate and wait for storage themselves.
 		if isChannel {
 			b.deliverDirect(app, channel, pk)
 		}
@@ -54,32 +54,50 @@ func (h *durableHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		return pk, h.refuse(cl, pk)
 	}
 	alone := isChannel && !pk.FixedHeader.Retain && b.direct.onlyDirect(app)
-	if pk.FixedHeader.Qos == 0 {
-		if isChannel {
-			b.deliverDirect(app, channel, pk)
-		}
-		if alone {
-			return ignored(pk)
-		}
-		return pk, nil
-	}
-	if alone {
-		if !b.deliverDirect(app, channel, pk) {
-			return ignored(pk) // nothing stored: no commit to wait for
-		}
+	var stored bool
+	var err error
+	if isChannel {
+		gate := b.store.order.gate.enter(channel)
+		stored, err = h.deliver(cl, pk, app, channel, alone)
+		gate.RUnlock()
 	} else {
-		self := b.srv.NewClient(nil, mqtt.LocalListener, cl.ID, true)
-		self.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
-		self.Properties.Username = cl.Properties.Username
-		if err := b.srv.InjectPacket(self, pk); err != nil {
-			b.log.Warn("mqtt publish not delivered", "client", cl.ID, "topic", pk.TopicName, "error", err)
-			return pk, h.refuse(cl, pk)
-		}
+		stored, err = h.deliver(cl, pk, app, channel, alone)
+	}
+	switch {
+	case err != nil:
+		return pk, err
+	case pk.FixedHeader.Qos == 0 && !alone:
+		return pk, nil // mochi delivers to services and retains
+	case !stored:
+		return ignored(pk) // nothing stored: no commit to wait for
 	}
 	if err := h.ackWhenStored(cl, pk); err != nil {
 		return pk, err
 	}
 	return ignored(pk)
+}
+
+// deliver hands pk to the channel's browser directly and, unless the
+// browser is alone to take it, a QoS 1 message to mochi (services,
+// retained) through an inline client carrying the publisher's id, so No
+// Local still applies; mochi delivers QoS 0 itself after the hook. stored
+// reports whether something may wait for storage.
+func (h *durableHook) deliver(cl *mqtt.Client, pk packets.Packet, app, channel string, alone bool) (stored bool, err error) {
+	b := h.b
+	if pk.FixedHeader.Qos == 0 || alone {
+		if channel != "" {
+			stored = b.deliverDirect(app, channel, pk)
+		}
+		return stored, nil
+	}
+	self := b.srv.NewClient(nil, mqtt.LocalListener, cl.ID, true)
+	self.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
+	self.Properties.Username = cl.Properties.Username
+	if err := b.srv.InjectPacket(self, pk); err != nil {
+		b.log.Warn("mqtt publish not delivered", "client", cl.ID, "topic", pk.TopicName, "error", err)
+		return false, h.refuse(cl, pk)
+	}
+	return true, nil
 }
 
 // ackWhenStored makes the PUBACK mochi writes for pk wait until pk is on

@@ -10,8 +10,6 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-
-	"github.com/heraldgw/herald/topic"
 )
 
 // sessionOrder remembers the order in which QoS 1 messages entered each
@@ -210,7 +208,15 @@ const resumeTimeout = 2 * time.Second
 // those two points mochi may deliver a new message ahead of older ones
 // (the new connection is live before the resend is written) or into the
 // old client object it is about to discard.
+//
+// A publish delivers inside the gate (enter … leave), and begin waits for
+// the deliveries already inside to leave before it holds the channel: a
+// publish that had looked at the gate just before the resume began would
+// otherwise deliver in the middle of it. The gate is one read-write lock
+// per shard of channels, so publishes share it and a resume stops only
+// the deliveries of its own shard, for as long as those in flight take.
 type resumeGate struct {
+	shards [gateShards]sync.RWMutex
 	active atomic.Int32 // entries in resuming: the fast path reads only this
 	mu     sync.Mutex
 	// resuming maps a client id (a browser's channel) to a channel closed
@@ -218,13 +224,28 @@ type resumeGate struct {
 	resuming map[string]resumeHold
 }
 
+// gateShards is the number of locks channels are spread over.
+const gateShards = 64
+
 type resumeHold struct {
 	done  chan struct{}
 	until time.Time
 }
 
-// begin holds publishes to client's channel.
+func (g *resumeGate) shard(channel string) *sync.RWMutex {
+	h := uint32(2166136261) // FNV-1a, without allocating
+	for i := 0; i < len(channel); i++ {
+		h = (h ^ uint32(channel[i])) * 16777619
+	}
+	return &g.shards[h%gateShards]
+}
+
+// begin holds publishes to client's channel, once the deliveries to its
+// shard that are under way have ended.
 func (g *resumeGate) begin(client string) {
+	sh := g.shard(client)
+	sh.Lock()
+	defer sh.Unlock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.resuming == nil {
@@ -237,40 +258,46 @@ func (g *resumeGate) begin(client string) {
 }
 
 // end releases client's channel.
-func (g *resumeGate) end(client string) {
+func (g *resumeGate) end(client string) { g.release(client, nil) }
+
+// release ends client's hold: any, or (done not nil) only the one whose
+// channel is done, so an expired hold does not end a newer one.
+func (g *resumeGate) release(client string, done chan struct{}) {
 	if g.active.Load() == 0 {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if h, ok := g.resuming[client]; ok {
+	if h, ok := g.resuming[client]; ok && (done == nil || h.done == done) {
 		close(h.done)
 		delete(g.resuming, client)
 		g.active.Add(-1)
 	}
 }
 
-// wait returns once no session of the channel that name belongs to is
-// being resumed.
-func (g *resumeGate) wait(name string) {
-	if g.active.Load() == 0 {
-		return
-	}
-	a, err := topic.Parse(name)
-	if err != nil {
-		return
-	}
-	g.mu.Lock()
-	h, ok := g.resuming[a.Channel]
-	g.mu.Unlock()
-	if !ok {
-		return
-	}
-	t := time.NewTimer(time.Until(h.until))
-	defer t.Stop()
-	select {
-	case <-h.done:
-	case <-t.C:
-		g.end(a.Channel)
+// enter returns once no session of channel is being resumed, with the
+// channel's shard held for reading: the caller delivers, then calls
+// RUnlock on what enter returned (leave).
+func (g *resumeGate) enter(channel string) *sync.RWMutex {
+	sh := g.shard(channel)
+	for {
+		sh.RLock()
+		if g.active.Load() == 0 {
+			return sh
+		}
+		g.mu.Lock()
+		h, ok := g.resuming[channel]
+		g.mu.Unlock()
+		if !ok {
+			return sh
+		}
+		sh.RUnlock()
+		t := time.NewTimer(time.Until(h.until))
+		select {
+		case <-h.done:
+		case <-t.C:
+			g.release(channel, h.done) // the resend never said it was done
+		}
+		t.Stop()
 	}
 }

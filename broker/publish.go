@@ -84,25 +84,39 @@ func (b *Broker) Publish(ctx context.Context, name string, payload []byte, opt P
 	if err := b.quota.admit(pk, opt.MakeRoom); err != nil {
 		return fmt.Errorf("publish to %q: %w", name, err)
 	}
-	if app, channel, ok := channelOf(name); ok && !opt.Retain && b.direct.onlyDirect(app) {
-		// Only the channel's browser can take it: no need for mochi.
-		b.store.order.gate.wait(name)
-		pk.Origin = b.inline.ID
-		b.stamp(&pk)
-		if !b.deliverDirect(app, channel, pk) {
-			return nil
-		}
-	} else {
-		if opt.QoS == 0 && !opt.Retain {
-			// mochi may keep the slice (queued for a service's write loop).
-			pk.Payload = append([]byte(nil), payload...)
-		}
-		if err := b.srv.InjectPacket(b.inline, pk); err != nil {
-			return fmt.Errorf("publish to %q: %w", name, err)
-		}
+	stored, err := b.deliverPublished(pk, opt)
+	if err != nil || !stored {
+		return err
 	}
 	if err := b.store.sync(ctx); err != nil { // storage of what Publish queued
 		return fmt.Errorf("publish to %q: not stored: %w", name, err)
 	}
 	return nil
+}
+
+// deliverPublished delivers one of the gateway's own messages: straight to
+// the channel's browser when nobody else can take it, else through mochi
+// (services, retained) on the inline client. Deliveries to a channel stay
+// out of its session's resume (the resume gate). stored reports whether
+// something may wait for storage.
+func (b *Broker) deliverPublished(pk packets.Packet, opt PublishOptions) (stored bool, err error) {
+	app, channel, isChannel := channelOf(pk.TopicName)
+	if isChannel {
+		gate := b.store.order.gate.enter(channel)
+		defer gate.RUnlock()
+	}
+	if isChannel && !opt.Retain && b.direct.onlyDirect(app) {
+		// Only the channel's browser can take it: no need for mochi.
+		pk.Origin = b.inline.ID
+		b.stamp(&pk)
+		return b.deliverDirect(app, channel, pk), nil
+	}
+	if opt.QoS == 0 && !opt.Retain {
+		// mochi may keep the slice (queued for a service's write loop).
+		pk.Payload = append([]byte(nil), pk.Payload...)
+	}
+	if err := b.srv.InjectPacket(b.inline, pk); err != nil {
+		return false, fmt.Errorf("publish to %q: %w", pk.TopicName, err)
+	}
+	return true, nil
 }
