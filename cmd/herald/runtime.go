@@ -6,7 +6,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
@@ -86,39 +85,150 @@ func meminfoTotal() int64 {
 	return 0
 }
 
-// idleCollector gives memory back once the process goes quiet after a
-// burst of allocation (a wave of connects): a gateway then holds many idle
-// sessions for hours, and without this the garbage of the burst stays in
-// the heap — and resident — until the heap grows again, up to GOGC per
-// cent of what is live. It collects and returns free memory to the
-// system when, over the last look, the process used little CPU (it is
-// not delivering or accepting connections) while the heap holds clearly
-// more than what the last collection found live; at most once per
-// minGap.
+// idleCollector keeps the gateway's memory close to what it holds live.
+// Three things fill it otherwise:
+//
+//   - the garbage of a burst (a wave of connects) stays in the heap — and
+//     resident — until the heap grows again, up to GOGC per cent above what
+//     is live;
+//   - the survivors of a burst are spread thinly: between two cycles the
+//     runtime lays new objects out in fresh spans, the few that live (a
+//     session's state) beside the many that die (its handshake), and a span
+//     with one live object cannot be returned. At GOGC 200 a wave of
+//     15,000 connects leaves 65-95 MiB of such holes, two thirds to all of
+//     the sessions' heap (docs/benchmarks.md);
+//   - a steady trickle while idle: mochi's per-second sweep copies its
+//     client map and every client's inflight list (≈ 250 bytes per session
+//     per second), so at GOGC 200 an idle gateway's heap climbs by twice
+//     what is live between two cycles.
+//
+// So it looks every second at the process's CPU time and at the heap:
+//
+//   - the collector's target is busyGOGC only while the process is busy
+//     and what is live stays put (delivering); while it is quiet, or while
+//     what the cycles find live grows by more than a sixteenth within ten
+//     seconds (a wave of sessions arriving), it is lowGOGC, so survivors
+//     are laid out densely
+//     and the idle trickle is collected by ordinary concurrent cycles
+//     before the heap grows by more than half of what a cycle scans (live
+//     heap and stacks);
+//   - once the process goes quiet after the live heap moved (sessions came
+//     or went) it collects and returns free memory to the system
+//     (debug.FreeOSMemory) as soon as garbage and free pages together
+//     exceed a sixteenth of what is live (at least minSlack): once per such
+//     change, and not twice within minGap unless what is live grew by a
+//     quarter since. The idle trickle does not move the live heap, so an
+//     idle gateway is not collected again and again.
+//
+// With the operator's GOGC (lowGOGC 0) it never changes the target.
 type idleCollector struct {
 	log      *slog.Logger
 	every    time.Duration // how often it looks
 	quietCPU float64       // share of one core below which the process is quiet
-	minSlack uint64        // garbage worth collecting: bytes above the live heap
+	minSlack uint64        // smallest reclaimable heap worth a collection, bytes
 	minGap   time.Duration // between two collections
+	lowGOGC  int           // target while quiet or growing; 0: leave GOGC alone
+	busyGOGC int           // target while busy with a steady live heap
 	cpu      func() (time.Duration, bool)
-	collect  func() // runtime.GC + debug.FreeOSMemory
+	collect  func()    // runtime.GC + debug.FreeOSMemory
+	setGC    func(int) // debug.SetGCPercent
+
+	// What step remembers between looks.
+	moved         bool      // the live heap moved since the last collection
+	collected     time.Time // last collection
+	baseLive      uint64    // live heap the next change is measured from ...
+	baseAt        time.Time // ... taken then
+	lastCycles    uint64    // cycles completed at the last look
+	growing       bool      // the live heap grew within growthWindow
+	liveAtCollect uint64    // live heap after the last collection
+	percent       int       // target set last; 0 before the first
 }
 
-func newIdleCollector(log *slog.Logger) *idleCollector {
-	return &idleCollector{log: log, every: time.Second, quietCPU: 0.05, minSlack: 32 << 20, minGap: time.Minute,
-		cpu: processCPU, collect: debug.FreeOSMemory}
+const (
+	lowGCPercent   = 50
+	idleSlackShare = 16               // reclaimable heap worth a collection: live/16 ...
+	idleMinSlack   = 4 << 20          // ... and at least this
+	growthShare    = 16               // live heap change that counts: live/16 ...
+	minGrowth      = 4 << 20          // ... and at least this ...
+	growthWindow   = 10 * time.Second // ... within this: a slow wave counts too
+)
+
+// newIdleCollector watches the process every second. gogc is the collector
+// target serve set (-1: the operator's GOGC, which it leaves alone).
+func newIdleCollector(log *slog.Logger, gogc int) *idleCollector {
+	c := &idleCollector{log: log, every: time.Second, quietCPU: 0.05, minSlack: idleMinSlack, minGap: time.Minute,
+		cpu: processCPU, collect: debug.FreeOSMemory, setGC: func(p int) { debug.SetGCPercent(p) }}
+	if gogc > lowGCPercent {
+		c.lowGOGC, c.busyGOGC = lowGCPercent, gogc
+	}
+	return c
 }
 
-var idleMetrics = []string{"/gc/heap/live:bytes", "/memory/classes/heap/objects:bytes"}
+// idleMetrics: what the last cycle found live, the heap's objects (live and
+// not yet swept garbage), its free pages not yet returned to the system,
+// and the number of completed cycles.
+var idleMetrics = []string{"/gc/heap/live:bytes", "/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/free:bytes", "/gc/cycles/total:gc-cycles"}
 
-// Run looks every c.every until ctx ends.
+// heapReading is one reading of idleMetrics.
+type heapReading struct{ live, objects, free, cycles uint64 }
+
+// reclaimable is what a collection can give back: garbage plus free pages.
+func (h heapReading) reclaimable() uint64 {
+	return h.objects - min(h.live, h.objects) + h.free
+}
+
+// step takes one look: busy says whether the process used at least
+// quietCPU of a core since the last (an ordinary cycle's workers may make
+// an idle look busy; that only delays a collection). It reports whether to collect now and the collector target to set (0: leave
+// it).
+func (c *idleCollector) step(now time.Time, busy bool, h heapReading) (collect bool, percent int) {
+	if h.cycles != c.lastCycles {
+		c.lastCycles = h.cycles
+		step := max(c.baseLive/growthShare, minGrowth)
+		switch {
+		case h.live > c.baseLive+step:
+			c.growing, c.moved = true, true
+			c.baseLive, c.baseAt = h.live, now
+		case h.live+step < c.baseLive:
+			c.growing, c.moved = false, true
+			c.baseLive, c.baseAt = h.live, now
+		case now.Sub(c.baseAt) >= growthWindow:
+			c.growing = false
+			c.baseLive, c.baseAt = h.live, now
+		}
+	}
+	// A quiet look within a wave (the clients stalled) may collect too
+	// early; then the end of the wave may collect again within minGap if
+	// what is live grew by a quarter since: geometric, so a few at most.
+	gapOK := now.Sub(c.collected) >= c.minGap || h.live >= c.liveAtCollect+c.liveAtCollect/4
+	if !busy && c.moved && gapOK && h.reclaimable() > max(h.live/idleSlackShare, c.minSlack) {
+		collect, c.collected, c.moved, c.liveAtCollect = true, now, false, h.live
+	}
+	want := c.busyGOGC
+	if !busy || c.growing {
+		want = c.lowGOGC
+	}
+	if c.lowGOGC > 0 && want != c.percent {
+		c.percent, percent = want, want
+	}
+	return collect, percent
+}
+
+// rebase takes the reading after a collection at now as the live heap's
+// new starting point: the collection's own cycle is not a change.
+func (c *idleCollector) rebase(now time.Time, h heapReading) {
+	c.baseLive, c.baseAt, c.lastCycles, c.growing, c.moved = h.live, now, h.cycles, false, false
+	c.liveAtCollect = h.live
+}
+
+// Run looks every c.every until ctx ends, then restores busyGOGC.
 func (c *idleCollector) Run(ctx context.Context) error {
 	samples := make([]metrics.Sample, len(idleMetrics))
 	for i, n := range idleMetrics {
 		samples[i].Name = n
 	}
-	heap := func() (live, objects uint64) {
+	read := func() heapReading {
 		metrics.Read(samples)
 		v := func(i int) uint64 {
 			if samples[i].Value.Kind() != metrics.KindUint64 {
@@ -126,7 +236,7 @@ func (c *idleCollector) Run(ctx context.Context) error {
 			}
 			return samples[i].Value.Uint64()
 		}
-		return v(0), v(1)
+		return heapReading{live: v(0), objects: v(1), free: v(2), cycles: v(3)}
 	}
 	t := time.NewTicker(c.every)
 	defer t.Stop()
@@ -134,7 +244,12 @@ func (c *idleCollector) Run(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	lastAt, collected := time.Now(), time.Time{}
+	defer func() {
+		if c.percent != 0 && c.percent != c.busyGOGC {
+			c.setGC(c.busyGOGC)
+		}
+	}()
+	lastAt := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -143,19 +258,22 @@ func (c *idleCollector) Run(ctx context.Context) error {
 		}
 		now := time.Now()
 		cpu, _ := c.cpu()
-		busy := float64(cpu-lastCPU) / float64(now.Sub(lastAt))
+		busy := float64(cpu-lastCPU) >= c.quietCPU*float64(now.Sub(lastAt))
 		lastCPU, lastAt = cpu, now
-		live, objects := heap()
-		if busy >= c.quietCPU || objects <= live+max(live/4, c.minSlack) || now.Sub(collected) < c.minGap {
+		h := read()
+		collect, percent := c.step(now, busy, h)
+		if percent != 0 {
+			c.setGC(percent)
+		}
+		if !collect {
 			continue
 		}
 		c.collect()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		c.log.Debug("memory returned while idle", "heap_before", objects, "heap_after", ms.HeapAlloc,
-			"took", time.Since(now))
-		collected = time.Now()
-		lastCPU, _ = c.cpu()
-		lastAt = collected
+		after := read()
+		c.rebase(time.Now(), after)
+		c.log.Debug("memory returned while idle", "heap_before", h.objects, "free_before", h.free,
+			"heap_after", after.objects, "took", time.Since(now))
+		lastCPU, _ = c.cpu() // the collection's own CPU is not the gateway's work
+		lastAt = time.Now()
 	}
 }

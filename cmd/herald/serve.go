@@ -69,7 +69,7 @@ func serve(parent context.Context, cfg *Config, log *slog.Logger, getenv func(st
 func (g *gateway) startRuntime(ctx context.Context) error {
 	rs := applyRuntimeDefaults(g.getenv)
 	g.log.Info("runtime settings", "gogc", rs.GOGC, "memory_limit", rs.MemoryLimit, "gomaxprocs", runtime.GOMAXPROCS(0))
-	g.run(ctx, "memory", newIdleCollector(g.log).Run)
+	g.run(ctx, "memory", newIdleCollector(g.log, rs.GOGC).Run)
 	return nil
 }
 
