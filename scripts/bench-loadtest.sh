@@ -20,6 +20,8 @@
 #   HERALD_BENCH_DURATION      ... this long              (10s)
 #   HERALD_BENCH_QOS           0 or 1                     (0)
 #   HERALD_BENCH_RAMP          connects/s                 (2000)
+#   HERALD_BENCH_SETTLE        wait after the ramp before the idle memory
+#                              reading                    (3s)
 #   HERALD_BENCH_PUBLISHERS    service connections per worker per target; a list
 #                              (2,8) runs every rate with each count    (2,8)
 #   HERALD_BENCH_PIN           off, on or both: servers pinned to the first CPU,
@@ -43,6 +45,7 @@ RATES=${HERALD_BENCH_RATES:-30000,60000}
 DURATION=${HERALD_BENCH_DURATION:-10s}
 QOS=${HERALD_BENCH_QOS:-0}
 RAMP=${HERALD_BENCH_RAMP:-2000}
+SETTLE=${HERALD_BENCH_SETTLE:-3s}
 PUBLISHERS=${HERALD_BENCH_PUBLISHERS:-2,8}
 PIN=${HERALD_BENCH_PIN:-both}
 WITH_MOSQ=${HERALD_BENCH_MOSQUITTO:-1}
@@ -171,10 +174,10 @@ start_gateways "$REPLICAS"
 MOSQ_ARGS=()
 if [[ $WITH_MOSQ == 1 ]]; then start_mosquitto; fi
 
-CMD="scripts/bench-loadtest.sh (HERALD_BENCH_SESSIONS=$SESSIONS HERALD_BENCH_REPLICAS=$REPLICAS HERALD_BENCH_RATES=$RATES HERALD_BENCH_DURATION=$DURATION HERALD_BENCH_QOS=$QOS HERALD_BENCH_PUBLISHERS=$PUBLISHERS HERALD_BENCH_PIN=$PIN HERALD_BENCH_GATEWAY_ENV='${GATEWAY_ENV[*]}')"
+CMD="scripts/bench-loadtest.sh (HERALD_BENCH_SESSIONS=$SESSIONS HERALD_BENCH_SETTLE=$SETTLE HERALD_BENCH_REPLICAS=$REPLICAS HERALD_BENCH_RATES=$RATES HERALD_BENCH_DURATION=$DURATION HERALD_BENCH_QOS=$QOS HERALD_BENCH_PUBLISHERS=$PUBLISHERS HERALD_BENCH_PIN=$PIN HERALD_BENCH_GATEWAY_ENV='${GATEWAY_ENV[*]}')"
 HERALD_DEMO_API_KEY="$API_KEY" "$BIN" loadtest \
 	--herald "$URLS" --herald-pids "$GW_PIDS" --herald-pprof "$PPROFS" "${MOSQ_ARGS[@]}" \
-	--sessions "$SESSIONS" --ramp "$RAMP" --rates "$RATES" --duration "$DURATION" --qos "$QOS" --publishers "$PUBLISHERS" --pin "$PIN" \
+	--sessions "$SESSIONS" --ramp "$RAMP" --settle "$SETTLE" --rates "$RATES" --duration "$DURATION" --qos "$QOS" --publishers "$PUBLISHERS" --pin "$PIN" \
 	--payload 64 --out "$OUT/loadtest-${SESSIONS}" --title "Herald vs Mosquitto, $SESSIONS WebSocket sessions" \
 	--command "$CMD" --commit "$COMMIT"
 stop_gateways
