@@ -105,13 +105,14 @@ func meminfoTotal() int64 {
 // So it looks every second at the process's CPU time and at the heap:
 //
 //   - the collector's target is busyGOGC only while the process is busy
-//     and what is live stays put (delivering); while it is quiet, or while
-//     what the cycles find live grows by more than a sixteenth within ten
-//     seconds (a wave of sessions arriving), it is lowGOGC, so survivors
-//     are laid out densely
-//     and the idle trickle is collected by ordinary concurrent cycles
-//     before the heap grows by more than half of what a cycle scans (live
-//     heap and stacks);
+//     with a steady number of sessions (delivering); while it is quiet, or
+//     while its goroutines — two per mochi client — grow by more than a
+//     sixteenth within ten seconds (a wave of sessions arriving), it is
+//     lowGOGC, so survivors are laid out densely and the idle trickle is
+//     collected by ordinary concurrent cycles before the heap grows by
+//     more than half of what a cycle scans (live heap and stacks). The live
+//     heap is no sign of sessions arriving: it also grows with messages in
+//     flight, when more cycles would only slow delivery;
 //   - once the process goes quiet after the live heap moved (sessions came
 //     or went) it collects and returns free memory to the system
 //     (debug.FreeOSMemory) as soon as garbage and free pages together
@@ -128,7 +129,7 @@ type idleCollector struct {
 	minSlack uint64        // smallest reclaimable heap worth a collection, bytes
 	minGap   time.Duration // between two collections
 	lowGOGC  int           // target while quiet or growing; 0: leave GOGC alone
-	busyGOGC int           // target while busy with a steady live heap
+	busyGOGC int           // target while busy with a steady number of sessions
 	cpu      func() (time.Duration, bool)
 	collect  func()    // runtime.GC + debug.FreeOSMemory
 	setGC    func(int) // debug.SetGCPercent
@@ -139,18 +140,21 @@ type idleCollector struct {
 	baseLive      uint64    // live heap the next change is measured from ...
 	baseAt        time.Time // ... taken then
 	lastCycles    uint64    // cycles completed at the last look
-	growing       bool      // the live heap grew within growthWindow
+	baseG         uint64    // goroutines the next change is measured from ...
+	baseGAt       time.Time // ... counted then
+	growing       bool      // goroutines grew within growthWindow: sessions arriving
 	liveAtCollect uint64    // live heap after the last collection
 	percent       int       // target set last; 0 before the first
 }
 
 const (
-	lowGCPercent   = 50
-	idleSlackShare = 16               // reclaimable heap worth a collection: live/16 ...
-	idleMinSlack   = 4 << 20          // ... and at least this
-	growthShare    = 16               // live heap change that counts: live/16 ...
-	minGrowth      = 4 << 20          // ... and at least this ...
-	growthWindow   = 10 * time.Second // ... within this: a slow wave counts too
+	lowGCPercent       = 50
+	idleSlackShare     = 16               // reclaimable heap worth a collection: live/16 ...
+	idleMinSlack       = 4 << 20          // ... and at least this
+	growthShare        = 16               // live heap change that counts: live/16 ...
+	minGrowth          = 4 << 20          // ... and at least this ...
+	growthWindow       = 10 * time.Second // ... within this: a slow wave counts too
+	minGoroutineGrowth = 64               // sessions arriving: goroutines grew by a sixteenth and at least this
 )
 
 // newIdleCollector watches the process every second. gogc is the collector
@@ -166,12 +170,12 @@ func newIdleCollector(log *slog.Logger, gogc int) *idleCollector {
 
 // idleMetrics: what the last cycle found live, the heap's objects (live and
 // not yet swept garbage), its free pages not yet returned to the system,
-// and the number of completed cycles.
+// the number of completed cycles and of goroutines.
 var idleMetrics = []string{"/gc/heap/live:bytes", "/memory/classes/heap/objects:bytes",
-	"/memory/classes/heap/free:bytes", "/gc/cycles/total:gc-cycles"}
+	"/memory/classes/heap/free:bytes", "/gc/cycles/total:gc-cycles", "/sched/goroutines:goroutines"}
 
 // heapReading is one reading of idleMetrics.
-type heapReading struct{ live, objects, free, cycles uint64 }
+type heapReading struct{ live, objects, free, cycles, goroutines uint64 }
 
 // reclaimable is what a collection can give back: garbage plus free pages.
 func (h heapReading) reclaimable() uint64 {
@@ -183,18 +187,23 @@ func (h heapReading) reclaimable() uint64 {
 // an idle look busy; that only delays a collection). It reports whether to collect now and the collector target to set (0: leave
 // it).
 func (c *idleCollector) step(now time.Time, busy bool, h heapReading) (collect bool, percent int) {
+	// Sessions arriving: every mochi client adds two goroutines. (The live
+	// heap also grows with messages in flight, which is no reason for more
+	// cycles.)
+	gStep := max(c.baseG/growthShare, minGoroutineGrowth)
+	switch {
+	case h.goroutines > c.baseG+gStep:
+		c.growing, c.baseG, c.baseGAt = true, h.goroutines, now
+	case h.goroutines+gStep < c.baseG || now.Sub(c.baseGAt) >= growthWindow:
+		c.growing, c.baseG, c.baseGAt = false, h.goroutines, now
+	}
 	if h.cycles != c.lastCycles {
 		c.lastCycles = h.cycles
 		step := max(c.baseLive/growthShare, minGrowth)
 		switch {
-		case h.live > c.baseLive+step:
-			c.growing, c.moved = true, true
-			c.baseLive, c.baseAt = h.live, now
-		case h.live+step < c.baseLive:
-			c.growing, c.moved = false, true
-			c.baseLive, c.baseAt = h.live, now
+		case h.live > c.baseLive+step || h.live+step < c.baseLive:
+			c.moved, c.baseLive, c.baseAt = true, h.live, now
 		case now.Sub(c.baseAt) >= growthWindow:
-			c.growing = false
 			c.baseLive, c.baseAt = h.live, now
 		}
 	}
@@ -218,7 +227,7 @@ func (c *idleCollector) step(now time.Time, busy bool, h heapReading) (collect b
 // rebase takes the reading after a collection at now as the live heap's
 // new starting point: the collection's own cycle is not a change.
 func (c *idleCollector) rebase(now time.Time, h heapReading) {
-	c.baseLive, c.baseAt, c.lastCycles, c.growing, c.moved = h.live, now, h.cycles, false, false
+	c.baseLive, c.baseAt, c.lastCycles, c.moved = h.live, now, h.cycles, false
 	c.liveAtCollect = h.live
 }
 
@@ -236,7 +245,7 @@ func (c *idleCollector) Run(ctx context.Context) error {
 			}
 			return samples[i].Value.Uint64()
 		}
-		return heapReading{live: v(0), objects: v(1), free: v(2), cycles: v(3)}
+		return heapReading{live: v(0), objects: v(1), free: v(2), cycles: v(3), goroutines: v(4)}
 	}
 	t := time.NewTicker(c.every)
 	defer t.Stop()
