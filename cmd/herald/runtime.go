@@ -184,8 +184,8 @@ func (h heapReading) reclaimable() uint64 {
 
 // step takes one look: busy says whether the process used at least
 // quietCPU of a core since the last (an ordinary cycle's workers may make
-// an idle look busy; that only delays a collection). It reports whether to collect now and the collector target to set (0: leave
-// it).
+// an idle look busy; that only delays a collection). It reports whether
+// to collect now and the collector target to set (0: leave it).
 func (c *idleCollector) step(now time.Time, busy bool, h heapReading) (collect bool, percent int) {
 	// Sessions arriving: every mochi client adds two goroutines. (The live
 	// heap also grows with messages in flight, which is no reason for more
