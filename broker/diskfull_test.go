@@ -122,17 +122,11 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 // gaugeValue reads a registered gauge.
 func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, ok := testkit.Metric(t, reg, name, nil)
+	if !ok {
+		t.Fatalf("metric %s not registered", name)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s not registered", name)
-	return 0
+	return v
 }
 
 // rawPublishQoS1 builds a QoS 1 PUBLISH.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/tenant"
@@ -43,43 +42,12 @@ func publishV5(t *testing.T, c *mqttClient, name string, payload []byte, retain 
 	return pr.ReasonCode
 }
 
-// metricValue is the value of a counter or gauge with exactly labels (a
-// histogram's sample count), or 0.
+// metricValue is the value of a counter or gauge with labels (a
+// histogram's sample count), or 0 when there is none yet.
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if labelsMatch(m, labels) {
-				switch {
-				case m.GetCounter() != nil:
-					return m.GetCounter().GetValue()
-				case m.GetHistogram() != nil:
-					return float64(m.GetHistogram().GetSampleCount())
-				}
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
-func labelsMatch(m *dto.Metric, want map[string]string) bool {
-	if len(m.GetLabel()) != len(want) {
-		return false
-	}
-	for _, l := range m.GetLabel() {
-		if want[l.GetName()] != l.GetValue() {
-			return false
-		}
-	}
-	return true
+	v, _ := testkit.Metric(t, reg, name, labels)
+	return v
 }
 
 // TestRetainedCaps has a real MQTT 5 service (paho) and a 3.1.1 one fill

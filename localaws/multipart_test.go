@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldgw/herald/internal/testkit"
 )
 
 func TestMultipartUpload(t *testing.T) {
@@ -246,7 +248,7 @@ func TestPresignedUploadPartFromBrowser(t *testing.T) {
 	if exp := resp.Header.Get("Access-Control-Expose-Headers"); resp.Header.Get("Access-Control-Allow-Origin") != origin || !strings.Contains(exp, "ETag") {
 		t.Fatalf("CORS on the part PUT: allow-origin %q, expose %q; want the origin and ETag", resp.Header.Get("Access-Control-Allow-Origin"), exp)
 	}
-	if got := counterWith(t, reg, "herald_localaws_s3_upload_parts_total", "stored"); got != 1 {
+	if got := counterWith(t, reg, "herald_localaws_s3_upload_parts_total", "result", "stored"); got != 1 {
 		t.Fatalf("parts stored: got %v, want 1", got)
 	}
 	// A URL past its expiry is refused.
@@ -303,28 +305,17 @@ func TestIncompleteUploadsAborted(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := counterWith(t, reg, "herald_localaws_s3_multipart_aborted_total", "expired"); got != 1 {
+	if got := counterWith(t, reg, "herald_localaws_s3_multipart_aborted_total", "reason", "expired"); got != 1 {
 		t.Fatalf("aborted (expired): got %v, want 1", got)
 	}
 }
 
 // counterWith is the value of counter name{label=value} in reg.
-func counterWith(t *testing.T, reg *prometheus.Registry, name, value string) float64 {
+func counterWith(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, ok := testkit.Metric(t, reg, name, map[string]string{label: value})
+	if !ok {
+		t.Fatalf("no %s{%s=%q}", name, label, value)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if m.GetLabel()[0].GetValue() == value {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no %s{%s}", name, value)
-	return 0
+	return v
 }

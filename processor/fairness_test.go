@@ -92,7 +92,7 @@ func TestHeldMessagesGoBackToTheQueue(t *testing.T) {
 	if final.Type != event.TypeCompleted {
 		t.Fatalf("final %s %+v", final.Type, final.Error)
 	}
-	if n, _ := metricValue(t, e.metrics, "herald_processor_sqs_messages_requeued_total", nil); n < 1 {
+	if n, _ := testkit.Metric(t, e.metrics, "herald_processor_sqs_messages_requeued_total", nil); n < 1 {
 		t.Errorf("no held message requeued after waiting %v behind a long conversion", 500*time.Millisecond)
 	}
 	converted := map[any]int{}

@@ -9,50 +9,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/heraldgw/herald/event"
 	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/processor/convert"
 )
-
-// metricValue returns the value of the sample of family name whose labels
-// include want (a counter's or gauge's value, a histogram's count), and
-// whether there is one.
-func metricValue(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) (float64, bool) {
-	t.Helper()
-	fams, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue metrics
-				}
-			}
-			switch f.GetType() {
-			case dto.MetricType_COUNTER:
-				return m.GetCounter().GetValue(), true
-			case dto.MetricType_GAUGE:
-				return m.GetGauge().GetValue(), true
-			case dto.MetricType_HISTOGRAM:
-				return float64(m.GetHistogram().GetSampleCount()), true
-			}
-		}
-	}
-	return 0, false
-}
 
 // TestMetricsAfterMixedRun: after a completed job, two failed ones (one in
 // the converter, one before any pipeline) and a malformed message that
@@ -83,7 +44,7 @@ func TestMetricsAfterMixedRun(t *testing.T) {
 		}
 	}
 	testkit.WaitFor(t, 30*time.Second, "dead-letter queue depth 1 in the metrics", func() bool {
-		v, _ := metricValue(t, e.metrics, "herald_processor_queue_messages", map[string]string{"queue": "dead_letter", "state": "visible"})
+		v, _ := testkit.Metric(t, e.metrics, "herald_processor_queue_messages", map[string]string{"queue": "dead_letter", "state": "visible"})
 		return v == 1
 	})
 	waitQueueEmpty(t, e)
@@ -117,12 +78,12 @@ func TestMetricsAfterMixedRun(t *testing.T) {
 		{"herald_processor_queue_messages", map[string]string{"queue": "dead_letter", "state": "visible"}, 1},
 	}
 	for _, tt := range tests {
-		got, found := metricValue(t, e.metrics, tt.name, tt.labels)
+		got, found := testkit.Metric(t, e.metrics, tt.name, tt.labels)
 		if !found || got != tt.want {
 			t.Errorf("%s%v = %v (found %v), want %v", tt.name, tt.labels, got, found, tt.want)
 		}
 	}
-	if cpu, _ := metricValue(t, e.metrics, "herald_processor_converter_cpu_seconds_total", map[string]string{"converter": "image"}); cpu <= 0 {
+	if cpu, _ := testkit.Metric(t, e.metrics, "herald_processor_converter_cpu_seconds_total", map[string]string{"converter": "image"}); cpu <= 0 {
 		t.Errorf("converter CPU seconds = %v, want > 0", cpu)
 	}
 

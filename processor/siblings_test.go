@@ -41,7 +41,7 @@ func TestFailingStepStopsItsSiblings(t *testing.T) {
 	if after > time.Second {
 		t.Errorf("the sibling ran on for %v after its job failed, want it stopped at once", after)
 	}
-	if n, _ := metricValue(t, e.metrics, "herald_processor_conversion_duration_seconds", map[string]string{"converter": "image", "outcome": "canceled"}); n != 1 {
+	if n, _ := testkit.Metric(t, e.metrics, "herald_processor_conversion_duration_seconds", map[string]string{"converter": "image", "outcome": "canceled"}); n != 1 {
 		t.Errorf("conversions canceled: %v, want the preview's", n)
 	}
 	if n := len(e.logs.Matching(func(r map[string]any) bool { return r["msg"] == "output stored" && r["job"] == id })); n != 0 {
