@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 
 	"github.com/heraldgw/herald/internal/testkit"
 	"github.com/heraldgw/herald/revocation"
-	"github.com/heraldgw/herald/tenant"
 	"github.com/heraldgw/herald/topic"
 )
 
@@ -20,16 +18,7 @@ import (
 // can resume it, so keeping it would only hold the app's queue quota and
 // storage until it expired.
 func TestRevokeDeletesSession(t *testing.T) {
-	revoked, err := revocation.Open("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := tenant.NewRegistry([]tenant.App{
-		{ID: "demo", APIKey: demoKey, Secret: strings.Repeat("d", 32), Origins: []string{demoOrigin}},
-	}, tenant.WithRevocations(revoked))
-	if err != nil {
-		t.Fatal(err)
-	}
+	revoked, reg := revocableRegistry(t)
 	dir := t.TempDir()
 	metrics := prometheus.NewRegistry()
 	tb := startBroker(t, Config{Registry: reg, Metrics: metrics, DataDir: dir})

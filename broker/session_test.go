@@ -246,11 +246,10 @@ func TestReauthenticationRefused(t *testing.T) {
 	}
 }
 
-// TestRevokeEndsConnection: revoking a channel closes its live connection
-// at once — MQTT 5 with DISCONNECT 0x98 (administrative action), 3.1.1 by
-// closing — and its tokens are refused afterwards (CONNACK 0x8A banned,
-// 3.1.1 0x05), also a renewed one, while other channels carry on.
-func TestRevokeEndsConnection(t *testing.T) {
+// revocableRegistry is app demo's registry with revocations kept in
+// memory, and the store that revokes.
+func revocableRegistry(t *testing.T) (*revocation.Store, *tenant.Registry) {
+	t.Helper()
 	store, err := revocation.Open("", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +260,15 @@ func TestRevokeEndsConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return store, reg
+}
+
+// TestRevokeEndsConnection: revoking a channel closes its live connection
+// at once — MQTT 5 with DISCONNECT 0x98 (administrative action), 3.1.1 by
+// closing — and its tokens are refused afterwards (CONNACK 0x8A banned,
+// 3.1.1 0x05), also a renewed one, while other channels carry on.
+func TestRevokeEndsConnection(t *testing.T) {
+	store, reg := revocableRegistry(t)
 	tb := startBroker(t, Config{Registry: reg})
 	s, _ := reg.Mint("demo", time.Now())
 	keep, _ := reg.Mint("demo", time.Now())
