@@ -1,8 +1,9 @@
 package broker
 
 import (
-	"context"
+	"errors"
 	"sync"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -11,6 +12,10 @@ import (
 // storage; a publisher beyond it waits for the oldest before its next
 // PUBLISH is read (mochi reads a connection's packets one at a time).
 const maxHeldAcks = 1024
+
+// errAckTimeout refuses a PUBLISH that found its connection's PUBACKs
+// still waiting for storage after ackTimeout.
+var errAckTimeout = errors.New("broker: acknowledgements waiting for storage too long")
 
 // ackQueue holds a service connection's PUBACKs until the messages they
 // acknowledge are on disk. mochi writes a QoS 1 PUBACK as soon as the
@@ -48,19 +53,26 @@ func newAckQueue(v5 bool, send func([]byte), refuse func()) *ackQueue {
 }
 
 // hold registers the PUBLISH with packet id, whose PUBACK mochi is about to
-// write, waiting first while the connection has maxHeldAcks waiting.
-func (q *ackQueue) hold(ctx context.Context, id uint16) (*heldAck, error) {
+// write, waiting first (at most wait) while the connection has maxHeldAcks
+// waiting.
+func (q *ackQueue) hold(id uint16, wait time.Duration) (*heldAck, error) {
 	q.mu.Lock()
+	var timeout <-chan time.Time // made only if it has to wait
 	for len(q.held) >= maxHeldAcks {
 		if q.room == nil {
 			q.room = make(chan struct{})
 		}
 		room := q.room
 		q.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timeout = t.C
+		}
 		select {
 		case <-room:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		case <-timeout:
+			return nil, errAckTimeout
 		}
 		q.mu.Lock()
 	}

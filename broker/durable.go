@@ -106,10 +106,10 @@ func (h *durableHook) deliver(cl *mqtt.Client, pk packets.Packet, app, channel s
 // for here. The error is the refusal to hand mochi.
 func (h *durableHook) ackWhenStored(cl *mqtt.Client, pk packets.Packet) error {
 	b := h.b
-	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
-	defer cancel()
 	c, _ := cl.Net.Conn.(*conn)
 	if c == nil || !b.store.durable() {
+		ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+		defer cancel()
 		if err := b.store.sync(ctx); err != nil {
 			b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
 			return h.refuse(cl, pk)
@@ -124,7 +124,7 @@ func (h *durableHook) ackWhenStored(cl *mqtt.Client, pk packets.Packet) error {
 			func() { b.kick(cl, packets.ErrUnspecifiedError) })
 		c.acks.Store(q)
 	}
-	a, err := q.hold(ctx, pk.PacketID)
+	a, err := q.hold(pk.PacketID, ackTimeout)
 	if err != nil {
 		b.metrics.storageRefused.WithLabelValues("mqtt").Inc()
 		return h.refuse(cl, pk)
